@@ -1,0 +1,4 @@
+"""Data sources (by name), preprocessing and the deterministic per-process batch loader."""
+
+from artjax.data.sources import SOURCES, make_source  # noqa: F401
+from artjax.data.pipeline import Loader, make_preprocess  # noqa: F401

@@ -1,0 +1,42 @@
+"""User-facing errors: raised for bad input and printed by the CLIs as one line."""
+
+import sys
+
+
+class ArtjaxError(Exception):
+  """A problem the user can fix (bad config, missing data, bad checkpoint); CLIs print it without a traceback."""
+
+
+def _fail(msg: str):
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse_flags(argv):
+  """absl flag parsing where a bad flag or config override is one line, not a traceback."""
+  from absl import flags
+
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    if "Failed loading config file" in str(e):  # ml_collections lists every attempt; keep the reason.
+      _fail(f"{lines[0].split(':')[0]}: cannot load the config file: {lines[-1]}")
+    _fail(" ".join(lines))
+  except KeyError as e:  # ml_collections: unknown config field, with a "did you mean".
+    _fail("unknown config field in an override: " + str(e.args[0] if e.args else e).replace("\n", " "))
+  except (AttributeError, TypeError, ValueError, OSError, ImportError, SyntaxError) as e:
+    _fail(f"bad --config or override: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def run(main):
+  """`absl.app.run(main)` where ArtjaxErrors and flag/config errors exit 2 with a one-line message."""
+  from absl import app
+
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except ArtjaxError as e:
+      _fail(str(e))
+
+  app.run(wrapped, flags_parser=_parse_flags)

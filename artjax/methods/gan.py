@@ -1,0 +1,87 @@
+"""GANs: alternating discriminator / generator updates with the non-saturating (or hinge) loss."""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from artjax import models
+from artjax.errors import ArtjaxError
+from artjax.methods import METHODS
+from artjax.methods.base import Method, apply_module, split_variables
+from artjax.optim import make_optimizer
+
+G, D = "generator", "discriminator"
+
+
+def discriminator_loss(kind, real_logits, fake_logits):
+  if kind == "non_saturating":
+    return jax.nn.softplus(-real_logits).mean() + jax.nn.softplus(fake_logits).mean()
+  return jax.nn.relu(1.0 - real_logits).mean() + jax.nn.relu(1.0 + fake_logits).mean()  # hinge
+
+
+def generator_loss(kind, fake_logits):
+  if kind == "non_saturating":
+    return jax.nn.softplus(-fake_logits).mean()  # -log D(G(z)), Goodfellow et al.'s practical form
+  return -fake_logits.mean()  # hinge
+
+
+@METHODS.register("gan")
+class GAN(Method):
+  """config.method: latent_dim, loss ('non_saturating' | 'hinge'); config.optimizer_d overrides D's optimizer."""
+
+  def __init__(self, config):
+    super().__init__(config)
+    nets = models.build(config.model)
+    self.gen, self.disc = nets[G], nets[D]
+    self.latent_dim = config.method.latent_dim
+    self.loss_kind = config.method.get("loss", "non_saturating")
+    if self.loss_kind not in ("non_saturating", "hinge"):
+      raise ArtjaxError(f"unknown method.loss {self.loss_kind!r}; known: non_saturating, hinge")
+    self.tx = {G: make_optimizer(config.optimizer, config.total_steps),
+               D: make_optimizer(config.get("optimizer_d", config.optimizer), config.total_steps)}
+
+  def init(self, rng, batch):
+    rg, rd = jax.random.split(rng)
+    z = jnp.zeros((batch["image"].shape[0], self.latent_dim))
+    pg, sg = split_variables(self.gen.init(rg, z, train=False))
+    pd, sd = split_variables(self.disc.init(rd, batch["image"], train=False))
+    return {G: pg, D: pd}, {G: sg, D: sd}
+
+  def init_opt_state(self, params):
+    return {k: self.tx[k].init(params[k]) for k in (G, D)}
+
+  def update(self, params, model_state, opt_state, batch, rng):
+    real = batch["image"]
+    z = jax.random.normal(rng, (real.shape[0], self.latent_dim))
+    # One generator forward serves both updates: its VJP is reused for the generator step.
+    fake, gen_vjp, g_state = jax.vjp(
+        lambda p: apply_module(self.gen, p, model_state[G], z, train=True), params[G], has_aux=True)
+
+    def d_loss_fn(pd):
+      # Real and fake go through D as separate batches (as in the DCGAN reference code): own BN stats.
+      real_logits, s = apply_module(self.disc, pd, model_state[D], real, train=True)
+      fake_logits, s = apply_module(self.disc, pd, s, jax.lax.stop_gradient(fake), train=True)
+      loss = discriminator_loss(self.loss_kind, real_logits, fake_logits)
+      return loss, (s, jax.nn.sigmoid(real_logits).mean(), jax.nn.sigmoid(fake_logits).mean())
+
+    (d_loss, (d_state, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(params[D])
+    d_updates, d_opt = self.tx[D].update(d_grads, opt_state[D], params[D])
+    pd = optax.apply_updates(params[D], d_updates)
+
+    def g_loss_fn(x):
+      logits, s = apply_module(self.disc, pd, d_state, x, train=True)
+      return generator_loss(self.loss_kind, logits), s
+
+    (g_loss, d_state), dfake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (g_grads,) = gen_vjp(dfake)
+    g_updates, g_opt = self.tx[G].update(g_grads, opt_state[G], params[G])
+    pg = optax.apply_updates(params[G], g_updates)
+
+    metrics = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake,
+               "grad_norm_d": optax.global_norm(d_grads), "grad_norm_g": optax.global_norm(g_grads)}
+    return {G: pg, D: pd}, {G: g_state, D: d_state}, {G: g_opt, D: d_opt}, metrics
+
+  def sample(self, params, model_state, rng, num, **options):
+    z = jax.random.normal(rng, (num, self.latent_dim))
+    out, _ = apply_module(self.gen, params[G], model_state[G], z, train=False)
+    return out

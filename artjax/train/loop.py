@@ -1,0 +1,192 @@
+"""The one training loop every family uses: data -> sharded jit step -> logs, samples, checkpoints."""
+
+import functools
+import json
+import pathlib
+import signal
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from artjax import data, methods, outputs
+from artjax.errors import ArtjaxError
+from artjax.train import sharding
+from artjax.train.checkpoint import Checkpointer, config_to_dict
+from artjax.train.state import create, sampling_params, train_step
+from artjax.train.writer import MetricWriter
+
+REQUIRED = ("seed", "total_steps", "batch_size", "data", "model", "method", "optimizer")
+
+
+class Preemption:
+  """Records SIGTERM so the loop can save and exit cleanly at the next step boundary."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    self.requested = True
+
+  def should_stop(self, step: int) -> bool:
+    if jax.process_count() == 1:
+      return self.requested
+    if step % 10:  # Agreeing across hosts is a collective: only every 10 steps.
+      return False
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def check_config(config):
+  missing = [k for k in REQUIRED if k not in config]
+  if missing:
+    raise ArtjaxError(f"config lacks required field(s): {', '.join(missing)}")
+  if config.total_steps <= 0 or config.batch_size <= 0:
+    raise ArtjaxError("config.total_steps and config.batch_size must be positive")
+
+
+class Trainer:
+  """Builds everything a run needs from a config; `run()` trains. Tools reuse its pieces."""
+
+  def __init__(self, config, workdir):
+    check_config(config)
+    self.config = config
+    self.workdir = pathlib.Path(workdir)
+    self.method = methods.build(config)
+    self.mesh = sharding.make_mesh(config.get("mesh"))
+    data_size = self.mesh.shape["data"]
+    if config.batch_size % data_size:
+      raise ArtjaxError(f"batch_size {config.batch_size} is not divisible by the mesh's {data_size} data shards")
+    source = data.make_source(config.data, config.data.get("split", "train"))
+    self.loader = data.Loader(source, data.make_preprocess(config.data), config.batch_size, config.seed,
+                              shuffle=config.data.get("shuffle", True),
+                              num_threads=config.data.get("num_threads", 2))
+    first = self.loader.batch(0)
+    self.abstract_batch = {k: jax.ShapeDtypeStruct((config.batch_size,) + v.shape[1:], v.dtype)
+                           for k, v in first.items()}
+    self.batch_sharding = sharding.batch_sharding(self.mesh)
+    self.ema_decay = float(config.get("ema_decay", 0.0))
+    self.rng_data = jax.random.key_data(jax.random.key(config.seed))
+    abstract_state = jax.eval_shape(self._init, self.rng_data)
+    self.state_sharding = sharding.state_shardings(
+        abstract_state, self.mesh, config.get("sharding", {}).get("strategy", "replicate"))
+    self.abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, self.state_sharding)
+    self.step_fn = jax.jit(functools.partial(train_step, self.method, self.ema_decay),
+                           in_shardings=(self.state_sharding, self.batch_sharding),
+                           out_shardings=(self.state_sharding, sharding.replicated(self.mesh)),
+                           donate_argnums=(0,))
+
+  def _init(self, rng_data):
+    batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in self.abstract_batch.items()}
+    return create(self.method, rng_data, batch, self.ema_decay)
+
+  def init_state(self):
+    """A fresh state, created directly in its sharded layout."""
+    return jax.jit(self._init, out_shardings=self.state_sharding)(self.rng_data)
+
+  def global_batch(self, step: int):
+    return data.pipeline.to_global(self.loader.batch(step), self.batch_sharding)
+
+  def compile(self, state):
+    """AOT-compiles the train step; returns (compiled, seconds)."""
+    t = time.perf_counter()
+    compiled = self.step_fn.lower(state, self.abstract_batch_sharded()).compile()
+    return compiled, time.perf_counter() - t
+
+  def abstract_batch_sharded(self):
+    return {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.batch_sharding)
+            for k, s in self.abstract_batch.items()}
+
+  def write_samples(self, state, path):
+    cfg = self.config
+    num = cfg.get("num_samples", 64)
+    rng = jax.random.key(cfg.seed + 1)  # Fixed across the run, so grids show progress on the same z.
+    fn = jax.jit(lambda p, ms: self.method.sample(p, ms, rng, num))
+    samples = jax.device_get(fn(sampling_params(state), state.model_state))
+    return outputs.write(self.method.output_kind, samples, path, cfg)
+
+  def run(self, stop_at: int | None = None, progress: bool = True):
+    """Trains to config.total_steps (or `stop_at`), resuming from the latest checkpoint in the workdir."""
+    cfg, lead = self.config, jax.process_index() == 0
+    total = cfg.total_steps
+    if lead:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      (self.workdir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    ckpt = Checkpointer(self.workdir, keep=cfg.get("keep_checkpoints", 3))
+    start_time = time.perf_counter()
+    if ckpt.latest_step() is not None:
+      state = ckpt.restore(self.abstract_state)
+      _print(f"resumed from {ckpt.directory / str(ckpt.latest_step())}")
+    else:
+      state = self.init_state()
+    start = int(jax.device_get(state.step))
+    end = min(total, stop_at) if stop_at else total
+    if start >= end:
+      _print(f"nothing to do: checkpoint is at step {start}, run ends at {end}")
+      ckpt.close()
+      return state
+    compiled, compile_sec = self.compile(state)
+    _print(f"devices: {jax.device_count()} x {jax.devices()[0].platform} in {jax.process_count()} process(es); "
+           f"mesh {dict(self.mesh.shape)}; train step compiled in {compile_sec:.1f}s")
+    writer = MetricWriter(self.workdir)
+    writer.write(start, {"compile_sec": compile_sec})
+    preemption = Preemption()
+    log_every = cfg.get("log_every", 50)
+    sample_every = cfg.get("sample_every", 0)
+    ckpt_every = cfg.get("checkpoint_every", 0)
+    bar = tqdm(total=end, initial=start, disable=not (progress and lead), mininterval=1.0,
+               dynamic_ncols=True, desc="train")
+    batches = self.loader.iterate(start, end)
+    t_last, s_last = time.perf_counter(), start
+    step = start
+    try:
+      for step in range(start + 1, end + 1):
+        batch = data.pipeline.to_global(next(batches), self.batch_sharding)
+        state, metrics = compiled(state, batch)
+        bar.update(1)
+        if step % log_every == 0 or step == end:
+          metrics = jax.device_get(metrics)
+          now = time.perf_counter()
+          rate = (step - s_last) / (now - t_last)
+          t_last, s_last = now, step
+          scalars = {**metrics, "steps_per_sec": rate, "examples_per_sec": rate * cfg.batch_size}
+          writer.write(step, scalars)
+          bar.set_postfix({k: f"{float(v):.3g}" for k, v in list(metrics.items())[:4]}, refresh=False)
+        if sample_every and (step % sample_every == 0 or step == end) and lead:
+          self.write_samples(state, self.workdir / "samples" / f"step_{step:07d}.png")
+        if ckpt_every and step % ckpt_every == 0 and step != end:
+          ckpt.save(step, state, cfg)
+        if preemption.should_stop(step):
+          _print(f"SIGTERM: saving step {step} and exiting")
+          break
+      ckpt.save(step, state, cfg)
+      ckpt.wait()
+    finally:
+      bar.close()
+      preemption.restore()
+      writer.close()
+      ckpt.close()
+    wall = time.perf_counter() - start_time
+    _print(f"done at step {step} in {wall:.1f}s wall (compile {compile_sec:.1f}s); workdir {self.workdir}")
+    return state
+
+
+def _print(msg):
+  if jax.process_index() == 0:
+    tqdm.write(msg)
+
+
+def train(config, workdir, **kwargs):
+  return Trainer(config, workdir).run(**kwargs)

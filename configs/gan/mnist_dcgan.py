@@ -1,0 +1,41 @@
+r"""DCGAN on MNIST (28x28), as in Radford et al. 2016: non-saturating loss, Adam(2e-4, b1=0.5), batch 128.
+
+  python -m artjax.train --config configs/gan/mnist_dcgan.py --workdir runs/mnist_dcgan \
+      --config.data.dir=/path/to/mnist      # the four original IDX .gz files
+
+`:smoke` shrinks it to a few steps of a tiny model (tests); results: experiments/README.md.
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.total_steps = 5000
+  c.batch_size = 128
+
+  c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
+                value_range=(-1.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
+  c.model = dict(name="dcgan", image_size=28, channels=1, base_channels=64, disc_base_channels=64,
+                 upsample="resize", gen_norm="batch", disc_norm="batch")
+  c.method = dict(name="gan", latent_dim=100, loss="non_saturating")
+  c.optimizer = dict(name="adam", lr=2e-4, b1=0.5, b2=0.999, schedule="constant")
+  c.ema_decay = 0.0
+  c.mesh = dict(model=1)
+  c.sharding = dict(strategy="replicate")
+
+  c.log_every = 50
+  c.sample_every = 500
+  c.num_samples = 64
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+
+  if arg == "smoke":
+    c.total_steps = 4
+    c.batch_size = 8
+    c.model.base_channels = c.model.disc_base_channels = 4
+    c.method.latent_dim = 8
+    c.log_every = c.sample_every = c.checkpoint_every = 2
+    c.num_samples = 4
+  return c
