@@ -29,6 +29,16 @@ def _parse_flags(argv):
     _fail(f"bad --config or override: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
 
+def checked_config(config):
+  """ml_collections defers a failed config load until first use; surface it as one line now."""
+  try:
+    config.keys()
+  except OSError as e:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    raise ArtjaxError(f"cannot load the --config file: {lines[-1] if lines else e}") from None
+  return config
+
+
 def run(main):
   """`absl.app.run(main)` where ArtjaxErrors and flag/config errors exit 2 with a one-line message."""
   from absl import app

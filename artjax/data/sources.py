@@ -159,7 +159,8 @@ class TfdsSource:
   """A TFDS dataset already prepared in `config.data.tfds_data_dir` (or TFDS's default dir).
 
   Read with `tfds.data_source` (array_record, no TensorFlow). Never downloads: prepare the dataset
-  with `tfds build NAME` on a machine with internet, then point `tfds_data_dir` at it.
+  with `tfds build NAME --file_format=array_record` on a machine with internet (the default format,
+  tfrecord, has no random access), then point `tfds_data_dir` at it.
   """
 
   def __init__(self, data_cfg, split: str):
@@ -171,10 +172,20 @@ class TfdsSource:
     data_dir = data_cfg.get("tfds_data_dir") or None
     try:
       self.ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:  # TFDS raises several types for "not prepared"; all mean the same to users.
+    except Exception as e:  # TFDS raises several types; tell "not prepared" apart from the rest.
       where = data_dir or "the default TFDS data dir"
-      msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-      raise ArtjaxError(f"TFDS dataset {name!r} split {split!r} is not prepared in {where}: {msg}") from None
+      try:
+        prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
+      except Exception:  # unknown dataset: TFDS's own message below says so
+        prepared = None
+      if prepared is False:  # TFDS itself blames the file format ("FileFormat.TFRECORD is not supported").
+        raise ArtjaxError(f"TFDS dataset {name!r} is not prepared in {where}: run `tfds build {name} "
+                          f"--file_format=array_record --data_dir=DIR` where there is internet, then set "
+                          f"config.data.tfds_data_dir=DIR") from None
+      lines = [l.strip() for l in str(e).splitlines() if l.strip()] or [type(e).__name__]
+      # One line: the first, plus the list that follows when it ends "Possible root causes:".
+      msg = " ".join(lines) if lines[0].endswith(":") and len(lines) < 10 else lines[0]
+      raise ArtjaxError(f"cannot read TFDS dataset {name!r} split {split!r} from {where}: {msg}") from None
     self.image_key = data_cfg.get("image_key", "image")
     self.label_key = data_cfg.get("label_key", "label")
 

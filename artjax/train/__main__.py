@@ -29,7 +29,7 @@ def main(argv):
                                process_id=_PID.value)
   from artjax.train.loop import train
 
-  train(_CONFIG.value, _WORKDIR.value, stop_at=_STOP_AT.value)
+  train(errors.checked_config(_CONFIG.value), _WORKDIR.value, stop_at=_STOP_AT.value)
 
 
 if __name__ == "__main__":

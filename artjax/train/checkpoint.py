@@ -17,25 +17,16 @@ from artjax.errors import ArtjaxError
 from artjax.train.state import TrainState
 
 
-def _has_leaves(tree) -> bool:
-  return bool(jax.tree.leaves(tree))
-
-
 def state_to_items(state: TrainState) -> dict:
-  """Splits a state into checkpoint items, leaving out empty subtrees (Orbax cannot store them)."""
-  model = {"params": state.params}
-  if _has_leaves(state.model_state):
-    model["model_state"] = state.model_state
-  if state.ema_params is not None:
-    model["ema_params"] = state.ema_params
-  return {"model": model, "train": {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}}
+  """Splits a state into the `model` item (all that sampling needs) and the `train` item."""
+  return {"model": {"params": state.params, "model_state": state.model_state, "ema_params": state.ema_params},
+          "train": {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}}
 
 
-def items_to_state(items: dict, like: TrainState) -> TrainState:
+def items_to_state(items: dict) -> TrainState:
   model, train = items["model"], items["train"]
-  return TrainState(step=train["step"], params=model["params"],
-                    model_state=model.get("model_state", like.model_state),
-                    opt_state=train["opt_state"], ema_params=model.get("ema_params"), rng=train["rng"])
+  return TrainState(step=train["step"], params=model["params"], model_state=model["model_state"],
+                    opt_state=train["opt_state"], ema_params=model["ema_params"], rng=train["rng"])
 
 
 def config_to_dict(config) -> dict:
@@ -78,7 +69,7 @@ class Checkpointer:
     except Exception as e:
       raise ArtjaxError(f"checkpoint {self.directory / str(step)} cannot be restored into this "
                         f"config's train state: {_first_line(e)}") from None
-    return items_to_state(restored, abstract_state)
+    return items_to_state(restored)
 
   def restore_model(self, step: int | None = None):
     """(config dict, model items) of a checkpoint, on the default device, without building the model."""

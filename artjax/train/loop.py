@@ -79,8 +79,9 @@ class Trainer:
     self.ema_decay = float(config.get("ema_decay", 0.0))
     self.rng_data = jax.random.key_data(jax.random.key(config.seed))
     abstract_state = jax.eval_shape(self._init, self.rng_data)
-    self.state_sharding = sharding.state_shardings(
-        abstract_state, self.mesh, config.get("sharding", {}).get("strategy", "replicate"))
+    shard_cfg = config.get("sharding", {})
+    self.state_sharding = sharding.state_shardings(abstract_state, self.mesh, shard_cfg.get("strategy", "replicate"),
+                                                   shard_cfg.get("fsdp_min_size", 2 ** 14))
     self.abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, self.state_sharding)
     self.step_fn = jax.jit(functools.partial(train_step, self.method, self.ema_decay),

@@ -22,7 +22,7 @@ def get_config(arg=None):
   c.optimizer = dict(name="adam", lr=2e-4, b1=0.5, b2=0.999, schedule="constant")
   c.ema_decay = 0.0
   c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate")
+  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)  # fsdp: shard arrays this big along "data"
 
   c.log_every = 50
   c.sample_every = 500
