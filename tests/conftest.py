@@ -4,6 +4,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -18,6 +19,7 @@ def _private_tmpdir(tmp_path, monkeypatch):
   d.mkdir()
   monkeypatch.setenv("TMPDIR", str(d))
   monkeypatch.setenv("MPLCONFIGDIR", str(d))
+  monkeypatch.setattr(tempfile, "tempdir", str(d))  # Python caches the temp dir; env alone is too late.
 
 
 @pytest.fixture

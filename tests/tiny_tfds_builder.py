@@ -2,7 +2,8 @@
 
 Importing this module registers the builder under NAME with TFDS. Image i is an 8x8x1 uint8 image
 filled with `pixel_value(i)`; its label is `label(i)`. Split 'train' holds examples 0..11 and 'test'
-examples 12..15, in that order. Images are fed as PNG bytes: encoding numpy arrays would need TensorFlow.
+examples 12..15, in that order. Images are fed as PNG bytes: encoding numpy arrays would need
+TensorFlow.
 """
 
 import io

@@ -73,4 +73,4 @@ class SingleLossMethod(Method):
         params, model_state, batch, rng)
     updates, opt_state = self.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, model_state, opt_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+    return params, model_state, opt_state, {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **metrics}

@@ -78,7 +78,7 @@ class GAN(Method):
     pg = optax.apply_updates(params[G], g_updates)
 
     metrics = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake,
-               "grad_norm_d": optax.global_norm(d_grads), "grad_norm_g": optax.global_norm(g_grads)}
+               "grad_norm_d": optax.tree_utils.tree_norm(d_grads), "grad_norm_g": optax.tree_utils.tree_norm(g_grads)}
     return {G: pg, D: pd}, {G: g_state, D: d_state}, {G: g_opt, D: d_opt}, metrics
 
   def sample(self, params, model_state, rng, num, **options):
