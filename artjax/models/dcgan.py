@@ -7,7 +7,6 @@ al. 2016) and on CPU XLA computes transposed-conv weight gradients ~3x slower (t
 """
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from artjax.models import MODELS
@@ -32,24 +31,29 @@ def _norm(kind: str, train: bool):
   return lambda x: x
 
 
+def upsample_nearest(x):
+  """2x nearest-neighbour upsampling as a broadcast (its gradient is a sum, not a scatter)."""
+  b, h, w, c = x.shape
+  return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(b, 2 * h, 2 * w, c)
+
+
 class Upsample(nn.Module):
   """2x upsampling: 'resize' (nearest + 3x3 conv) or 'transpose' (4x4 stride-2 transposed conv)."""
   features: int
   mode: str = "resize"
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x):
     if self.mode == "transpose":
-      return nn.ConvTranspose(self.features, (4, 4), (2, 2), padding="SAME", use_bias=False)(x)
+      return nn.ConvTranspose(self.features, (4, 4), (2, 2), padding="SAME", use_bias=self.use_bias)(x)
     if self.mode == "resize":
-      b, h, w, c = x.shape
-      x = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
-      return nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(x)
+      return nn.Conv(self.features, (3, 3), padding="SAME", use_bias=self.use_bias)(upsample_nearest(x))
     raise ValueError(f"unknown upsample mode {self.mode!r}: use 'resize' or 'transpose'")
 
 
 class Generator(nn.Module):
-  """z (B, latent_dim) -> image (B, S, S, C) in [-1, 1]."""
+  """z (B, latent_dim) -> image (B, S, S, C) in [-1, 1]; the last upsampling maps straight to C channels."""
   image_size: int = 32
   channels: int = 1
   base_channels: int = 64
@@ -59,14 +63,14 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, z, train: bool = True):
     n, res = num_doublings(self.image_size)
-    ch = self.base_channels * 2 ** n
+    ch = self.base_channels * 2 ** (n - 1)  # e.g. 64x64: 4x4x512 -> 8x8x256 -> ... -> 64x64xC (the paper)
     x = nn.Dense(res * res * ch, use_bias=False)(z).reshape(z.shape[0], res, res, ch)
     x = nn.relu(_norm(self.norm, train)(x))
-    for _ in range(n):
+    for _ in range(n - 1):
       ch //= 2
       x = Upsample(ch, self.upsample)(x)
       x = nn.relu(_norm(self.norm, train)(x))
-    return jnp.tanh(nn.Conv(self.channels, (3, 3), padding="SAME")(x))
+    return jnp.tanh(Upsample(self.channels, self.upsample, use_bias=True)(x))
 
 
 class Discriminator(nn.Module):

@@ -12,7 +12,7 @@ import ml_collections
 def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.total_steps = 5000
+  c.total_steps = 3000  # 6.4 epochs at batch 128
   c.batch_size = 128
 
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
