@@ -36,21 +36,29 @@ def test_one_step_updates_params_and_reports_metrics(tmp_path):
 
 
 def test_ema_params_follow_params(tmp_path):
-  trainer = Trainer(smoke_config(ema_decay=0.5), tmp_path)
+  trainer = Trainer(smoke_config(ema_decay=0.9), tmp_path)
   state = trainer.init_state()
   p0 = host(state.params)
   new, _ = trainer.step_fn(state, trainer.global_batch(0))
   p1, ema = host(new.params), host(new.ema_params)
-  jax.tree.map(lambda e, a, b: np.testing.assert_allclose(e, 0.5 * a + 0.5 * b, rtol=1e-5, atol=1e-7),
+  d = min(0.9, 1 / 10)  # warm-up: decay_t = min(decay, (1 + t) / (10 + t)) at t = 0
+  jax.tree.map(lambda e, a, b: np.testing.assert_allclose(e, d * a + (1 - d) * b, rtol=1e-5, atol=1e-7),
                ema, p0, p1)
+  for _ in range(200):  # later the configured decay applies
+    new, _ = trainer.step_fn(new, trainer.global_batch(1))
+  ema_prev = host(new.ema_params)
+  new, _ = trainer.step_fn(new, trainer.global_batch(2))
+  jax.tree.map(lambda e, ep, p: np.testing.assert_allclose(e, 0.9 * ep + 0.1 * p, rtol=1e-5, atol=1e-6),
+               host(new.ema_params), ema_prev, host(new.params))
 
 
 def test_two_n_steps_equal_n_restart_n(tmp_path):
-  config = smoke_config(total_steps=6, checkpoint_every=0, sample_every=0)
+  # EMA on, checkpoints saved in the loop (async, while later steps reuse donated buffers).
+  config = smoke_config(total_steps=6, checkpoint_every=2, sample_every=0, ema_decay=0.9)
   straight = host(train(config, tmp_path / "a", progress=False))
   train(config, tmp_path / "b", stop_at=3, progress=False)
   ckpt = Checkpointer(tmp_path / "b")
-  assert ckpt.all_steps() == [3]
+  assert ckpt.all_steps() == [2, 3]
   ckpt.close()
   resumed = host(train(config, tmp_path / "b", progress=False))
   assert int(resumed.step) == 6
@@ -101,9 +109,22 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
   finally:
     proc.kill()
   assert proc.returncode == 0, err[-2000:]
-  assert "SIGTERM: saving step" in out
+  said = int(out.split("SIGTERM: saving step ")[1].split()[0])
   steps = Checkpointer(tmp_path).all_steps()
-  assert len(steps) == 1 and 3 <= steps[0] < 100000
+  assert steps == [said] and 3 <= said < 100000
+
+
+def test_sigterm_on_a_checkpoint_step_saves_once(tmp_path):
+  proc = start_training(tmp_path, "--config.checkpoint_every=1", "--config.sample_every=0")
+  try:
+    wait_for(lambda: logged_steps(tmp_path) >= 3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 0, err[-2000:]
+  said = int(out.split("SIGTERM: saving step ")[1].split()[0])
+  assert max(Checkpointer(tmp_path).all_steps()) == said
 
 
 def test_kill_9_never_leaves_a_broken_checkpoint(tmp_path):

@@ -6,8 +6,6 @@ sequence. Process p of P loads rows [p*B/P, (p+1)*B/P) of it, so the global batc
 the same for any number of processes, and restarting at step k reproduces batch k exactly.
 """
 
-import functools
-
 import grain
 import jax
 import numpy as np
@@ -37,6 +35,10 @@ def make_preprocess(data_cfg):
       img = np.asarray(Image.fromarray(img).convert("L"))[..., None]
     elif channels == 3 and img.shape[-1] == 1:
       img = np.repeat(img, 3, axis=-1)
+    h, w = img.shape[:2]
+    if size and h != w:  # centre-crop to a square rather than squash
+      m = min(h, w)
+      img = img[(h - m) // 2:(h - m) // 2 + m, (w - m) // 2:(w - m) // 2 + m]
     if size and img.shape[:2] != (size, size):
       pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
       pil = pil.resize((size, size), Image.BICUBIC if size > img.shape[0] else Image.LANCZOS)
@@ -68,17 +70,19 @@ class Loader:
       raise ArtjaxError(f"batch_size {global_batch} is not divisible by the {self.process_count} processes")
     self.global_batch = global_batch
     self.local_batch = global_batch // self.process_count
+    self._orders = {}
     self.num_threads = num_threads
     self.prefetch = prefetch
     if len(source) == 0:
       raise ArtjaxError(f"data source {source!r} is empty")
 
-  @functools.lru_cache(maxsize=4)
   def _epoch_order(self, epoch: int) -> np.ndarray:
-    n = len(self.source)
-    if not self.shuffle:
-      return np.arange(n)
-    return np.random.default_rng([self.seed, epoch]).permutation(n)
+    if epoch not in self._orders:
+      n = len(self.source)
+      order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+      self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}  # keep ~2 epochs
+      self._orders[epoch] = order
+    return self._orders[epoch]
 
   def global_positions(self, step: int) -> np.ndarray:
     """Positions (in the endless epoch sequence) of this process's rows of global batch `step`."""
@@ -106,6 +110,7 @@ class Loader:
                                                      prefetch_buffer_size=self.prefetch)))
 
 
-def to_global(local_batch: dict, sharding) -> dict:
-  """Assembles each process's rows into global arrays laid out along the mesh's data axis."""
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+def to_global(local_batch: dict, sharding, global_batch: int) -> dict:
+  """Assembles each process's rows into global arrays of `global_batch` rows along the mesh's data axis."""
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, x, (global_batch,) + x.shape[1:]), local_batch)

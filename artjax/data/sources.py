@@ -138,6 +138,9 @@ class ImageFolderSource:
     path = self.files[i]
     try:
       with Image.open(path) as im:
+        if im.mode in ("I;16", "I;16B", "I", "F"):  # high bit depth greyscale: rescale, don't clip
+          a = np.asarray(im, np.float64)
+          im = Image.fromarray(np.round(255 * (a - a.min()) / max(a.max() - a.min(), 1e-9)).astype(np.uint8))
         im = im.convert("RGBA") if (im.mode in ("RGBA", "LA", "P", "PA") or "transparency" in im.info) \
             else im.convert("RGB")
         image = np.asarray(im, np.uint8)

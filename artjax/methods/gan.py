@@ -68,11 +68,11 @@ class GAN(Method):
     d_updates, d_opt = self.tx[D].update(d_grads, opt_state[D], params[D])
     pd = optax.apply_updates(params[D], d_updates)
 
-    def g_loss_fn(x):
-      logits, s = apply_module(self.disc, pd, d_state, x, train=True)
-      return generator_loss(self.loss_kind, logits), s
+    def g_loss_fn(x):  # D's statistics from this pass are discarded: D keeps those of its own step.
+      logits, _ = apply_module(self.disc, pd, d_state, x, train=True)
+      return generator_loss(self.loss_kind, logits)
 
-    (g_loss, d_state), dfake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    g_loss, dfake = jax.value_and_grad(g_loss_fn)(fake)
     (g_grads,) = gen_vjp(dfake)
     g_updates, g_opt = self.tx[G].update(g_grads, opt_state[G], params[G])
     pg = optax.apply_updates(params[G], g_updates)

@@ -28,7 +28,9 @@ def _norm(kind: str, train: bool):
     return nn.BatchNorm(use_running_average=not train, momentum=0.9)
   if kind == "layer":
     return nn.LayerNorm()
-  return lambda x: x
+  if kind == "none":
+    return lambda x: x
+  raise ValueError(f"unknown norm {kind!r}: use 'batch', 'layer' or 'none'")
 
 
 def upsample_nearest(x):
@@ -64,11 +66,11 @@ class Generator(nn.Module):
   def __call__(self, z, train: bool = True):
     n, res = num_doublings(self.image_size)
     ch = self.base_channels * 2 ** (n - 1)  # e.g. 64x64: 4x4x512 -> 8x8x256 -> ... -> 64x64xC (the paper)
-    x = nn.Dense(res * res * ch, use_bias=False)(z).reshape(z.shape[0], res, res, ch)
+    x = nn.Dense(res * res * ch, use_bias=self.norm == "none")(z).reshape(z.shape[0], res, res, ch)
     x = nn.relu(_norm(self.norm, train)(x))
     for _ in range(n - 1):
       ch //= 2
-      x = Upsample(ch, self.upsample)(x)
+      x = Upsample(ch, self.upsample, use_bias=self.norm == "none")(x)
       x = nn.relu(_norm(self.norm, train)(x))
     return jnp.tanh(Upsample(self.channels, self.upsample, use_bias=True)(x))
 
@@ -84,7 +86,7 @@ class Discriminator(nn.Module):
     n, _ = num_doublings(self.image_size)
     ch = self.base_channels
     for i in range(n):
-      x = nn.Conv(ch, (4, 4), (2, 2), padding="SAME", use_bias=i == 0)(x)
+      x = nn.Conv(ch, (4, 4), (2, 2), padding="SAME", use_bias=i == 0 or self.norm == "none")(x)
       if i > 0:
         x = _norm(self.norm, train)(x)
       x = nn.leaky_relu(x, 0.2)

@@ -68,6 +68,8 @@ class Trainer:
     data_size = self.mesh.shape["data"]
     if config.batch_size % data_size:
       raise ArtjaxError(f"batch_size {config.batch_size} is not divisible by the mesh's {data_size} data shards")
+    if data_size % jax.process_count():
+      raise ArtjaxError(f"the mesh's data axis ({data_size}) must span all {jax.process_count()} processes")
     source = data.make_source(config.data, config.data.get("split", "train"))
     self.loader = data.Loader(source, data.make_preprocess(config.data), config.batch_size, config.seed,
                               shuffle=config.data.get("shuffle", True),
@@ -88,6 +90,7 @@ class Trainer:
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, sharding.replicated(self.mesh)),
                            donate_argnums=(0,))
+    self._sample_fn = None
 
   def _init(self, rng_data):
     batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in self.abstract_batch.items()}
@@ -98,7 +101,7 @@ class Trainer:
     return jax.jit(self._init, out_shardings=self.state_sharding)(self.rng_data)
 
   def global_batch(self, step: int):
-    return data.pipeline.to_global(self.loader.batch(step), self.batch_sharding)
+    return data.pipeline.to_global(self.loader.batch(step), self.batch_sharding, self.config.batch_size)
 
   def compile(self, state):
     """AOT-compiles the train step; returns (compiled, seconds)."""
@@ -111,12 +114,15 @@ class Trainer:
             for k, s in self.abstract_batch.items()}
 
   def write_samples(self, state, path):
-    cfg = self.config
-    num = cfg.get("num_samples", 64)
-    rng = jax.random.key(cfg.seed + 1)  # Fixed across the run, so grids show progress on the same z.
-    fn = jax.jit(lambda p, ms: self.method.sample(p, ms, rng, num))
-    samples = jax.device_get(fn(sampling_params(state), state.model_state))
-    return outputs.write(self.method.output_kind, samples, path, cfg)
+    """Samples on every process (the params may be sharded across hosts); process 0 writes the file."""
+    if self._sample_fn is None:
+      num = self.config.get("num_samples", 64)
+      rng = jax.random.key(self.config.seed + 1)  # Fixed across the run: grids show progress on the same z.
+      self._sample_fn = jax.jit(lambda p, ms: self.method.sample(p, ms, rng, num),
+                                out_shardings=sharding.replicated(self.mesh))
+    samples = self._sample_fn(sampling_params(state), state.model_state)
+    if jax.process_index() == 0:
+      outputs.write(self.method.output_kind, jax.device_get(samples), path, self.config)
 
   def run(self, stop_at: int | None = None, progress: bool = True):
     """Trains to config.total_steps (or `stop_at`), resuming from the latest checkpoint in the workdir."""
@@ -125,6 +131,7 @@ class Trainer:
     if lead:
       self.workdir.mkdir(parents=True, exist_ok=True)
       (self.workdir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    preemption = Preemption()  # Installed first: a SIGTERM during restore/compile also saves and exits 0.
     ckpt = Checkpointer(self.workdir, keep=cfg.get("keep_checkpoints", 3))
     start_time = time.perf_counter()
     if ckpt.latest_step() is not None:
@@ -137,24 +144,27 @@ class Trainer:
     if start >= end:
       _print(f"nothing to do: checkpoint is at step {start}, run ends at {end}")
       ckpt.close()
+      preemption.restore()
       return state
     compiled, compile_sec = self.compile(state)
     _print(f"devices: {jax.device_count()} x {jax.devices()[0].platform} in {jax.process_count()} process(es); "
            f"mesh {dict(self.mesh.shape)}; train step compiled in {compile_sec:.1f}s")
     writer = MetricWriter(self.workdir)
     writer.write(start, {"compile_sec": compile_sec})
-    preemption = Preemption()
-    log_every = cfg.get("log_every", 50)
+    log_every = cfg.get("log_every", 50) or end
     sample_every = cfg.get("sample_every", 0)
     ckpt_every = cfg.get("checkpoint_every", 0)
     bar = tqdm(total=end, initial=start, disable=not (progress and lead), mininterval=1.0,
                dynamic_ncols=True, desc="train")
     batches = self.loader.iterate(start, end)
     t_last, s_last = time.perf_counter(), start
-    step = start
+    step = saved = start
     try:
       for step in range(start + 1, end + 1):
-        batch = data.pipeline.to_global(next(batches), self.batch_sharding)
+        if preemption.requested and jax.process_count() == 1:  # e.g. SIGTERM while compiling
+          step -= 1
+          break
+        batch = data.pipeline.to_global(next(batches), self.batch_sharding, cfg.batch_size)
         state, metrics = compiled(state, batch)
         bar.update(1)
         if step % log_every == 0 or step == end:
@@ -169,10 +179,13 @@ class Trainer:
           self.write_samples(state, self.workdir / "samples" / f"step_{step:07d}.png")
         if ckpt_every and step % ckpt_every == 0 and step != end:
           ckpt.save(step, state, cfg)
+          saved = step
         if preemption.should_stop(step):
-          _print(f"SIGTERM: saving step {step} and exiting")
           break
-      ckpt.save(step, state, cfg)
+      if preemption.requested:
+        _print(f"SIGTERM: saving step {step} and exiting")
+      if step != saved:
+        ckpt.save(step, state, cfg)
       ckpt.wait()
     finally:
       bar.close()

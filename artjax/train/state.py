@@ -37,7 +37,10 @@ def train_step(method, ema_decay: float, state: TrainState, batch):
       state.params, state.model_state, state.opt_state, batch, rng)
   ema = state.ema_params
   if ema_decay:
-    ema = optax.incremental_update(params, ema, 1.0 - ema_decay)
+    # Warm-up (as TF's ExponentialMovingAverage with num_updates): early averages forget the init.
+    t = state.step.astype(jnp.float32)
+    decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+    ema = optax.incremental_update(params, ema, 1.0 - decay)
   new = state.replace(step=state.step + 1, params=params, model_state=model_state,
                       opt_state=opt_state, ema_params=ema)
   return new, metrics

@@ -39,6 +39,9 @@ class MetricWriter:
 def plot_metrics(jsonl_path, png_path, skip=("steps_per_sec", "examples_per_sec", "compile_sec")):
   """One small panel per scalar against step."""
   rows = [json.loads(line) for line in open(jsonl_path) if line.strip()]
+  # After a kill -9 and resume, steps since the last checkpoint are logged twice: keep the latest.
+  rows = list({(r["step"], tuple(sorted(r))): r for r in rows}.values())
+  rows.sort(key=lambda r: r["step"])
   keys = sorted({k for r in rows for k in r if k != "step" and k not in skip})
   if not rows or not keys:
     return

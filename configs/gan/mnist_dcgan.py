@@ -21,7 +21,7 @@ def get_config(arg=None):
                  upsample="resize", gen_norm="batch", disc_norm="batch")
   c.method = dict(name="gan", latent_dim=100, loss="non_saturating")
   c.optimizer = dict(name="adam", lr=2e-4, b1=0.5, b2=0.999, schedule="constant")
-  c.ema_decay = 0.0
+  c.ema_decay = 0.999  # EMA of all weights; samples use it (the paper had none: --config.ema_decay=0)
   c.mesh = dict(model=1)
   c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)  # fsdp: shard arrays this big along "data"
 

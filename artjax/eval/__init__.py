@@ -1,0 +1,1 @@
+"""Evaluation metrics (FID, IS, precision/recall, likelihoods); the image families add them."""

@@ -1,0 +1,1 @@
+"""The model-as-a-service HTTP server (planned: images, text and music from checkpoints)."""
