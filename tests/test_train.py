@@ -100,30 +100,26 @@ def logged_steps(workdir):
   return sum(1 for line in open(f) if '"d_loss"' in line) if f.exists() else 0
 
 
-def test_sigterm_saves_and_exits_zero(tmp_path):
-  proc = start_training(tmp_path, "--config.checkpoint_every=0", "--config.sample_every=0")
+def sigterm_after_3_steps(workdir, *overrides) -> int:
+  """Trains in a subprocess, sends SIGTERM after 3 logged steps; returns the step it says it saved."""
+  proc = start_training(workdir, "--config.sample_every=0", *overrides)
   try:
-    wait_for(lambda: logged_steps(tmp_path) >= 3)
+    wait_for(lambda: logged_steps(workdir) >= 3)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
   finally:
     proc.kill()
   assert proc.returncode == 0, err[-2000:]
-  said = int(out.split("SIGTERM: saving step ")[1].split()[0])
-  steps = Checkpointer(tmp_path).all_steps()
-  assert steps == [said] and 3 <= said < 100000
+  return int(out.split("SIGTERM: saving step ")[1].split()[0])
+
+
+def test_sigterm_saves_and_exits_zero(tmp_path):
+  said = sigterm_after_3_steps(tmp_path, "--config.checkpoint_every=0")
+  assert Checkpointer(tmp_path).all_steps() == [said] and 3 <= said < 100000
 
 
 def test_sigterm_on_a_checkpoint_step_saves_once(tmp_path):
-  proc = start_training(tmp_path, "--config.checkpoint_every=1", "--config.sample_every=0")
-  try:
-    wait_for(lambda: logged_steps(tmp_path) >= 3)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-  finally:
-    proc.kill()
-  assert proc.returncode == 0, err[-2000:]
-  said = int(out.split("SIGTERM: saving step ")[1].split()[0])
+  said = sigterm_after_3_steps(tmp_path, "--config.checkpoint_every=1")
   assert max(Checkpointer(tmp_path).all_steps()) == said
 
 

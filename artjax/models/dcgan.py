@@ -1,9 +1,12 @@
 """DCGAN (Radford et al. 2016) generator and discriminator, adapted to 16-64 px images.
 
-Deviation from the paper, on purpose: the generator upsamples by nearest-neighbour resize + 3x3 conv
-('resize', default) instead of stride-2 transposed convs. It avoids checkerboard artifacts (Odena et
-al. 2016) and on CPU XLA computes transposed-conv weight gradients ~3x slower (tools/bench_train.py).
-`upsample='transpose'` gives the paper's layer.
+Deviations from the paper, on purpose:
+- the generator upsamples by nearest-neighbour resize + 3x3 conv ('resize', default) instead of
+  stride-2 transposed convs: no checkerboard artifacts (Odena et al. 2016), and on CPU XLA computes
+  transposed-conv weight gradients slowly (figures in experiments/README.md). `upsample='transpose'`
+  gives the paper's layer;
+- the generator ends with a full-resolution 3x3 conv from features to pixels, instead of making the
+  last upsampling layer emit the image.
 """
 
 import flax.linen as nn
@@ -55,7 +58,7 @@ class Upsample(nn.Module):
 
 
 class Generator(nn.Module):
-  """z (B, latent_dim) -> image (B, S, S, C) in [-1, 1]; the last upsampling maps straight to C channels."""
+  """z (B, latent_dim) -> image (B, S, S, C) in [-1, 1]."""
   image_size: int = 32
   channels: int = 1
   base_channels: int = 64
@@ -65,14 +68,16 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, z, train: bool = True):
     n, res = num_doublings(self.image_size)
-    ch = self.base_channels * 2 ** (n - 1)  # e.g. 64x64: 4x4x512 -> 8x8x256 -> ... -> 64x64xC (the paper)
+    ch = self.base_channels * 2 ** n  # e.g. 28x28, base 32: 7x7x128 -> 14x14x64 -> 28x28x32 -> 28x28xC
     x = nn.Dense(res * res * ch, use_bias=self.norm == "none")(z).reshape(z.shape[0], res, res, ch)
     x = nn.relu(_norm(self.norm, train)(x))
-    for _ in range(n - 1):
+    for _ in range(n):
       ch //= 2
       x = Upsample(ch, self.upsample, use_bias=self.norm == "none")(x)
       x = nn.relu(_norm(self.norm, train)(x))
-    return jnp.tanh(Upsample(self.channels, self.upsample, use_bias=True)(x))
+    # A full-resolution 3x3 conv maps features to pixels: after nearest upsampling, a single conv
+    # straight to C channels gave visibly blurrier digits (experiments/README.md).
+    return jnp.tanh(nn.Conv(self.channels, (3, 3), padding="SAME")(x))
 
 
 class Discriminator(nn.Module):
