@@ -44,8 +44,11 @@ class Checkpointer:
     self.directory = checkpoint_dir(workdir)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
                                            enable_async_checkpointing=not read_only)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("model", "train", "config"))
+    # Explicit handlers: without them item_metadata() is None and restores fall back to the saved
+    # shardings, which fail on a different topology (e.g. sampling on 1 CPU from a multi-host run).
+    handlers = {"model": ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
+                "config": ocp.JsonCheckpointHandler()}
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -75,8 +78,9 @@ class Checkpointer:
     """(config dict, model items) of a checkpoint, on the default device, without building the model."""
     step = self._check_step(step)
     try:
-      meta = self.manager.item_metadata(step)
-      model_meta = meta["model"]
+      model_meta = self.manager.item_metadata(step)["model"]
+      if model_meta is None:
+        raise ArtjaxError(f"checkpoint {self.directory / str(step)} has no model metadata")
       device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
       target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), model_meta)
       restored = self.manager.restore(step, args=ocp.args.Composite(
