@@ -159,6 +159,7 @@ class Trainer:
     batches = self.loader.iterate(start, end)
     t_last, s_last = time.perf_counter(), start
     step = saved = start
+    metric_sum = None  # on-device running sum: logged values are means over the log interval
     try:
       for step in range(start + 1, end + 1):
         if preemption.requested and jax.process_count() == 1:  # e.g. SIGTERM while compiling
@@ -166,9 +167,11 @@ class Trainer:
           break
         batch = data.pipeline.to_global(next(batches), self.batch_sharding, cfg.batch_size)
         state, metrics = compiled(state, batch)
+        metric_sum = metrics if metric_sum is None else _tree_add(metric_sum, metrics)
         bar.update(1)
         if step % log_every == 0 or step == end:
-          metrics = jax.device_get(metrics)
+          metrics = {k: v / (step - s_last) for k, v in jax.device_get(metric_sum).items()}
+          metric_sum = None
           now = time.perf_counter()
           rate = (step - s_last) / (now - t_last)
           t_last, s_last = now, step
@@ -195,6 +198,9 @@ class Trainer:
     wall = time.perf_counter() - start_time
     _print(f"done at step {step} in {wall:.1f}s wall (compile {compile_sec:.1f}s); workdir {self.workdir}")
     return state
+
+
+_tree_add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
 
 
 def _print(msg):
