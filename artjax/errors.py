@@ -1,6 +1,8 @@
 """User-facing errors: raised for bad input and printed by the CLIs as one line."""
 
+import os
 import sys
+import threading
 
 
 class ArtjaxError(Exception):
@@ -8,8 +10,15 @@ class ArtjaxError(Exception):
 
 
 def _fail(msg: str):
+  # We are exiting with a clear message: background threads (Orbax's async I/O after a failed
+  # restore) dying now must not bury it under their tracebacks.
+  threading.excepthook = lambda args: None
   print(f"error: {msg}", file=sys.stderr)
-  sys.exit(2)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  # os._exit: after a failed Orbax restore its background event loop can print an unrelated
+  # traceback during interpreter shutdown. Callers have already closed their checkpointers.
+  os._exit(2)
 
 
 def _parse_flags(argv):

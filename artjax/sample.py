@@ -29,8 +29,10 @@ def load(workdir, step=None, ema=True):
   from artjax.train.state import sampling_params
 
   ckpt = open_for_reading(workdir)
-  config, items = ckpt.restore_model(step)
-  ckpt.close()
+  try:
+    config, items = ckpt.restore_model(step)
+  finally:
+    ckpt.close()
   params = sampling_params(items) if ema else items["params"]
   return config, methods.build(config), params, items["model_state"]
 
