@@ -1,6 +1,7 @@
 """User-facing errors: raised for bad input and printed by the CLIs as one line."""
 
 import os
+import re
 import sys
 import threading
 
@@ -32,9 +33,13 @@ def _parse_flags(argv):
     if "Failed loading config file" in str(e):  # ml_collections lists every attempt; keep the reason.
       _fail(f"{lines[0].split(':')[0]}: cannot load the config file: {lines[-1]}")
     _fail(" ".join(lines))
-  except KeyError as e:  # ml_collections: unknown config field, with a "did you mean".
-    _fail("unknown config field in an override: " + str(e.args[0] if e.args else e).replace("\n", " "))
-  except (AttributeError, TypeError, ValueError, OSError, ImportError, SyntaxError) as e:
+  except (KeyError, AttributeError) as e:
+    text = str(e.args[0] if e.args else e)
+    hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)  # ml_collections' suggestion
+    if hint:
+      _fail(f"unknown config field {hint.group(2)!r} in an override; did you mean {hint.group(1)!r}?")
+    _fail(f"unknown config field in an override: {text.splitlines()[0].strip(chr(34) + chr(39))}")
+  except (TypeError, ValueError, OSError, ImportError, SyntaxError) as e:
     _fail(f"bad --config or override: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
 

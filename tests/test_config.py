@@ -34,7 +34,9 @@ def test_load_config_override_typo():
 
 
 @pytest.mark.parametrize("override,expect", [
-    ("--config.modle.name=x", 'Did you mean "model"'),
+    ("--config.modle.name=x", "unknown config field 'modle' in an override; did you mean 'model'?"),
+    ("--config.batch_sise=3", "unknown config field 'batch_sise' in an override; did you mean 'batch_size'?"),
+    ("--config.data.nme=x", "did you mean 'name'?"),
     ("--config.batch_size=abc", "batch_size"),
     ("--config.model.name=nope", "unknown model 'nope'"),
     ("--config.method.name=nope", "unknown method 'nope'"),
