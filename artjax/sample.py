@@ -33,7 +33,7 @@ def load(workdir, step=None, ema=True):
     config, items = ckpt.restore_model(step)
   finally:
     ckpt.close()
-  params = sampling_params(items) if ema else items["params"]
+  params = sampling_params(items["params"], items["ema_params"] if ema else None)
   return config, methods.build(config), params, items["model_state"]
 
 

@@ -18,6 +18,7 @@ The project's full evaluation (own CNN feature net, FID/IS/precision-recall) is 
 import argparse
 import json
 
+import ml_collections
 import numpy as np
 from scipy import linalg
 from sklearn.neural_network import MLPClassifier
@@ -53,7 +54,7 @@ def main():
   ap.add_argument("--seed", type=int, default=0)
   args = ap.parse_args()
 
-  cfg = type("C", (), {"get": lambda self, k, d=None: args.data_dir if k == "dir" else d, "name": "mnist"})()
+  cfg = ml_collections.ConfigDict({"name": "mnist", "dir": args.data_dir})
   train, test = idx_source(cfg, "train"), idx_source(cfg, "test")
   flat = lambda a: a.reshape(len(a), -1).astype(np.float32) / 255.0  # noqa: E731
   clf = MLPClassifier((256,), max_iter=12, batch_size=256, random_state=args.seed, early_stopping=False)

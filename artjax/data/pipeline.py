@@ -15,14 +15,17 @@ from artjax.errors import ArtjaxError
 
 
 def make_preprocess(data_cfg):
-  """Returns `fn(example, rng) -> example` mapping raw uint8 images to float32 in `value_range`."""
+  """Returns `fn(example, seed) -> example` mapping raw uint8 images to float32 in `value_range`.
+
+  `seed` is anything `np.random.default_rng` takes; a Generator is only built if an augmentation needs one.
+  """
   size = data_cfg.get("image_size", None)
   channels = data_cfg.get("channels", None)
   lo, hi = data_cfg.get("value_range", (-1.0, 1.0))
   flip = data_cfg.get("random_flip", False)
   background = tuple(data_cfg.get("background", (255, 255, 255)))
 
-  def fn(ex, rng):
+  def fn(ex, seed):
     img = np.asarray(ex["image"])
     if img.ndim == 2:
       img = img[..., None]
@@ -44,7 +47,7 @@ def make_preprocess(data_cfg):
       pil = pil.resize((size, size), Image.BICUBIC if size > img.shape[0] else Image.LANCZOS)
       img = np.asarray(pil).reshape(size, size, -1)
     x = img.astype(np.float32) * ((hi - lo) / 255.0) + lo
-    if flip and rng.random() < 0.5:
+    if flip and np.random.default_rng(seed).random() < 0.5:
       x = x[:, ::-1]
     out = {"image": np.ascontiguousarray(x)}
     if "label" in ex:
@@ -99,8 +102,8 @@ class Loader:
     """This process's rows of global batch `step`, preprocessed and stacked."""
     rows = []
     for pos, idx in zip(self.global_positions(step), self.indices(step)):
-      # Per-example RNG from (seed, position): augmentation is independent of batching and threads.
-      rows.append(self.preprocess(self.source[int(idx)], np.random.default_rng([self.seed, 1, int(pos)])))
+      # Per-example seed from (seed, position): augmentation is independent of batching and threads.
+      rows.append(self.preprocess(self.source[int(idx)], (self.seed, 1, int(pos))))
     return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
   def iterate(self, start_step: int, end_step: int):

@@ -120,7 +120,7 @@ class Trainer:
       rng = jax.random.key(self.config.seed + 1)  # Fixed across the run: grids show progress on the same z.
       self._sample_fn = jax.jit(lambda p, ms: self.method.sample(p, ms, rng, num),
                                 out_shardings=sharding.replicated(self.mesh))
-    samples = self._sample_fn(sampling_params(state), state.model_state)
+    samples = self._sample_fn(sampling_params(state.params, state.ema_params), state.model_state)
     if jax.process_index() == 0:
       outputs.write(self.method.output_kind, jax.device_get(samples), path, self.config)
 

@@ -46,9 +46,6 @@ def train_step(method, ema_decay: float, state: TrainState, batch):
   return new, metrics
 
 
-def sampling_params(state_or_items):
-  """EMA params when present, else the raw params."""
-  ema = getattr(state_or_items, "ema_params", None) if not isinstance(state_or_items, dict) \
-      else state_or_items.get("ema_params")
-  params = state_or_items["params"] if isinstance(state_or_items, dict) else state_or_items.params
-  return ema if ema is not None else params
+def sampling_params(params, ema_params):
+  """The weights to sample with: the EMA when the run keeps one."""
+  return params if ema_params is None else ema_params
