@@ -1,5 +1,8 @@
 """Name -> object registries so configs select models, methods and data sources as plain strings."""
 
+import importlib
+import pkgutil
+
 from artjax.errors import ArtjaxError
 
 
@@ -29,3 +32,10 @@ class Registry:
 
   def __contains__(self, name):
     return name in self._items
+
+
+def import_submodules(package_name: str, package_path):
+  """Imports every module of a package, so a new file registers itself without edits elsewhere."""
+  for info in pkgutil.iter_modules(package_path):
+    if not info.name.startswith("_"):
+      importlib.import_module(f"{package_name}.{info.name}")

@@ -1,6 +1,6 @@
 """Generative families, registered by name: each file holds one family's losses, update and sampler."""
 
-from artjax.registry import Registry
+from artjax.registry import Registry, import_submodules
 
 METHODS = Registry("method")
 
@@ -10,5 +10,5 @@ def build(config):
   return METHODS.get(config.method.name)(config)
 
 
-# Importing a method file registers it.
-from artjax.methods import gan  # noqa: E402,F401
+# Every file in this package registers itself on import: a new family needs no edit here.
+import_submodules(__name__, __path__)

@@ -5,15 +5,25 @@ A method is constructed from the whole config and is then a bundle of pure funct
   init_opt_state(params)                            -> opt_state
   update(params, model_state, opt_state, batch, rng) -> (params, model_state, opt_state, metrics)
   sample(params, model_state, rng, num, **options)  -> outputs in data space
+Sampling is split so tools can walk the latent space (interpolation grids):
+  prior(rng, num)                                   -> latents (num, ...): z for GANs/VAEs, x_T for diffusion
+  decode(params, model_state, latents, rng, **options) -> outputs
+`options` are the keywords a family lists in `sample_options` (e.g. label, guidance, sampler, steps);
+they are Python values fixed at trace time. Conditional families read `label` (an int, or None for
+class-balanced labels `arange(num) % num_classes`) and ignore it when unconditional only if it is None.
+Optional, for likelihood models (`artjax.evaluate` reports NLL in nats and bits/dim when present):
+  log_likelihood(params, model_state, batch, rng, num_samples) -> (B,) estimate of log p(x) in nats
 `params` are trained, `model_state` holds other Flax collections (e.g. batch_stats). The loop jits
 `update` under the mesh, handles EMA, RNG, checkpoints and logging, so a family never touches those.
 Families with one loss subclass `SingleLossMethod` and write only `loss` and `sample`.
 """
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from artjax import models
+from artjax.errors import ArtjaxError
 from artjax.optim import make_optimizer
 
 
@@ -36,6 +46,7 @@ class Method:
   """Base class; see the module docstring for the contract."""
 
   output_kind = "image"  # selects the writer the sampling tool and the loop use for outputs.
+  sample_options: tuple[str, ...] = ()  # keyword options `decode`/`sample` accept.
 
   def __init__(self, config):
     self.config = config
@@ -49,8 +60,23 @@ class Method:
   def update(self, params, model_state, opt_state, batch, rng):
     raise NotImplementedError
 
+  def prior(self, rng, num):
+    raise NotImplementedError(f"{type(self).__name__} does not sample")
+
+  def decode(self, params, model_state, latents, rng, **options):
+    raise NotImplementedError(f"{type(self).__name__} does not sample")
+
   def sample(self, params, model_state, rng, num, **options):
-    raise NotImplementedError
+    self.check_options(options)
+    prior_rng, decode_rng = jax.random.split(rng)
+    return self.decode(params, model_state, self.prior(prior_rng, num), decode_rng, **options)
+
+  def check_options(self, options):
+    unknown = sorted(set(options) - set(self.sample_options))
+    if unknown:
+      known = ", ".join(self.sample_options) or "none"
+      raise ArtjaxError(f"the {self.config.method.name!r} method has no sampling option(s) "
+                        f"{', '.join(unknown)}; it takes: {known}")
 
 
 class SingleLossMethod(Method):
@@ -74,3 +100,23 @@ class SingleLossMethod(Method):
     updates, opt_state = self.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, model_state, opt_state, {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **metrics}
+
+
+def sample_labels(label, num: int, num_classes: int):
+  """Class labels for `num` conditional samples: all `label`, or class-balanced (i % num_classes) if None."""
+  if label is None:
+    return jnp.arange(num) % num_classes
+  if not 0 <= int(label) < num_classes:
+    raise ArtjaxError(f"label {label} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
+  return jnp.full((num,), int(label))
+
+
+def slerp(a, b, t):
+  """Spherical interpolation between latents a and b (per row), t in [0, 1] (Shoemake; White 2016 for GANs)."""
+  a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+  cos = jnp.sum(a2 * b2, -1) / (jnp.linalg.norm(a2, axis=-1) * jnp.linalg.norm(b2, axis=-1))
+  omega = jnp.arccos(jnp.clip(cos, -1.0, 1.0))[:, None]
+  so = jnp.sin(omega)
+  lerp = (1 - t) * a2 + t * b2
+  out = jnp.where(so > 1e-6, (jnp.sin((1 - t) * omega) * a2 + jnp.sin(t * omega) * b2) / jnp.where(so > 1e-6, so, 1.0), lerp)
+  return out.reshape(a.shape)

@@ -81,7 +81,9 @@ class GAN(Method):
                "grad_norm_d": optax.tree_utils.tree_norm(d_grads), "grad_norm_g": optax.tree_utils.tree_norm(g_grads)}
     return {G: pg, D: pd}, {G: g_state, D: d_state}, {G: g_opt, D: d_opt}, metrics
 
-  def sample(self, params, model_state, rng, num, **options):
-    z = jax.random.normal(rng, (num, self.latent_dim))
-    out, _ = apply_module(self.gen, params[G], model_state[G], z, train=False)
+  def prior(self, rng, num):
+    return jax.random.normal(rng, (num, self.latent_dim))
+
+  def decode(self, params, model_state, latents, rng, **options):
+    out, _ = apply_module(self.gen, params[G], model_state[G], latents, train=False)
     return out

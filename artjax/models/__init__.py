@@ -1,6 +1,6 @@
 """Pure Flax (linen) modules, registered by name; `build(config.model)` makes the module(s) a method needs."""
 
-from artjax.registry import Registry
+from artjax.registry import Registry, import_submodules
 
 MODELS = Registry("model")
 
@@ -11,5 +11,5 @@ def build(model_cfg):
   return MODELS.get(model_cfg.name)(**kwargs)
 
 
-# Importing a model file registers it.
-from artjax.models import dcgan  # noqa: E402,F401
+# Every file in this package registers itself on import: a new family needs no edit here.
+import_submodules(__name__, __path__)
