@@ -13,6 +13,7 @@ import pathlib
 from absl import flags, logging
 
 from artjax import errors
+from artjax.sampling import generate, interpolate, load
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
@@ -29,63 +30,6 @@ _ETA = flags.DEFINE_float("eta", None, "DDIM eta (0: deterministic; 1: DDPM-like
 _INTERPOLATE = flags.DEFINE_integer(
     "interpolate", 0, "If > 1: a grid of --num rows, each this many slerp steps between two latents.")
 flags.mark_flags_as_required(["workdir", "out"])
-
-
-def load(workdir, step=None, ema=True):
-  """(config, method, params, model_state) of a checkpoint: all that sampling needs."""
-  from artjax import methods
-  from artjax.train.checkpoint import open_for_reading
-  from artjax.train.state import sampling_params
-
-  ckpt = open_for_reading(workdir)
-  try:
-    config, items = ckpt.restore_model(step)
-  finally:
-    ckpt.close()
-  params = sampling_params(items["params"], items["ema_params"] if ema else None)
-  return config, methods.build(config), params, items["model_state"]
-
-
-def generate(method, params, model_state, num: int, seed: int, batch: int = 256, **options):
-  """`num` samples in chunks of `batch` (one compiled function; the last chunk is cut, not recompiled)."""
-  import jax
-  import numpy as np
-
-  if num <= 0:
-    raise errors.ArtjaxError(f"--num must be positive, got {num}")
-  method.check_options(options)
-  batch = min(batch, num)
-  fn = jax.jit(lambda p, ms, rng: method.sample(p, ms, rng, batch, **options))
-  key = jax.random.key(seed)
-  chunks = [np.asarray(fn(params, model_state, jax.random.fold_in(key, i))) for i in range(-(-num // batch))]
-  return np.concatenate(chunks)[:num]
-
-
-def interpolate(method, params, model_state, rows: int, cols: int, seed: int, **options):
-  """(rows * cols) outputs: row r walks (slerp) from one prior draw to another in `cols` steps.
-
-  Every image is decoded with the same decode key, so only the latent changes along a row (use a
-  deterministic sampler, e.g. DDIM, for diffusion).
-  """
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-
-  from artjax.methods.base import slerp
-
-  if rows <= 0 or cols < 2:
-    raise errors.ArtjaxError(f"interpolation needs --num >= 1 rows and --interpolate >= 2 steps, got {rows}, {cols}")
-  method.check_options(options)
-  key = jax.random.key(seed)
-
-  def fn(p, ms):
-    a, b = method.prior(jax.random.fold_in(key, 0), rows), method.prior(jax.random.fold_in(key, 1), rows)
-    t = jnp.linspace(0.0, 1.0, cols)
-    z = jax.vmap(lambda ti: slerp(a, b, ti))(t)           # (cols, rows, ...)
-    z = jnp.swapaxes(z, 0, 1).reshape((rows * cols,) + a.shape[1:])
-    return method.decode(p, ms, z, jax.random.fold_in(key, 2), **options)
-
-  return np.asarray(jax.jit(fn)(params, model_state))
 
 
 def main(argv):

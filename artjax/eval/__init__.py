@@ -1,1 +1,1 @@
-"""Evaluation metrics (FID, IS, precision/recall, likelihoods); the image families add them."""
+"""Evaluation: metrics (FID, IS, precision/recall), feature nets, cached reference statistics; CLI: artjax.evaluate."""

@@ -61,10 +61,10 @@ class Method:
     raise NotImplementedError
 
   def prior(self, rng, num):
-    raise NotImplementedError(f"{type(self).__name__} does not sample")
+    raise ArtjaxError(f"the {self.config.method.name!r} method does not sample")
 
   def decode(self, params, model_state, latents, rng, **options):
-    raise NotImplementedError(f"{type(self).__name__} does not sample")
+    raise ArtjaxError(f"the {self.config.method.name!r} method does not sample")
 
   def sample(self, params, model_state, rng, num, **options):
     self.check_options(options)

@@ -1,4 +1,4 @@
-"""GANs: alternating discriminator / generator updates with the non-saturating (or hinge) loss."""
+"""GANs: alternating discriminator / generator updates with the non-saturating (or hinge) loss; optionally class-conditional."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import optax
 from artjax import models
 from artjax.errors import ArtjaxError
 from artjax.methods import METHODS
-from artjax.methods.base import Method, apply_module, split_variables
+from artjax.methods.base import Method, apply_module, sample_labels, split_variables
 from artjax.optim import make_optimizer
 
 G, D = "generator", "discriminator"
@@ -27,24 +27,48 @@ def generator_loss(kind, fake_logits):
 
 @METHODS.register("gan")
 class GAN(Method):
-  """config.method: latent_dim, loss ('non_saturating' | 'hinge'); config.optimizer_d overrides D's optimizer."""
+  """config.method: latent_dim, loss ('non_saturating' | 'hinge'); config.optimizer_d overrides D's optimizer.
+
+  config.model.num_classes > 0 makes it class-conditional: training reads batch["label"] (fakes are
+  made for the real batch's labels), and sampling takes the `label` option.
+  """
 
   def __init__(self, config):
     super().__init__(config)
     nets = models.build(config.model)
     self.gen, self.disc = nets[G], nets[D]
     self.latent_dim = config.method.latent_dim
+    self.num_classes = int(config.model.get("num_classes", 0))
+    if self.num_classes < 0:
+      raise ArtjaxError(f"model.num_classes must be >= 0 (0: unconditional), got {self.num_classes}")
+    self.sample_options = ("label",) if self.num_classes else ()
     self.loss_kind = config.method.get("loss", "non_saturating")
     if self.loss_kind not in ("non_saturating", "hinge"):
       raise ArtjaxError(f"unknown method.loss {self.loss_kind!r}; known: non_saturating, hinge")
     self.tx = {G: make_optimizer(config.optimizer, config.total_steps),
                D: make_optimizer(config.get("optimizer_d", config.optimizer), config.total_steps)}
 
+  def cond(self, label):
+    """Keyword arguments that condition the networks on `label` (none when unconditional)."""
+    return {"label": label} if self.num_classes else {}
+
+  def batch_labels(self, batch):
+    """The batch's labels when conditional (checked present), else None."""
+    if not self.num_classes:
+      return None
+    if "label" not in batch:
+      raise ArtjaxError(f"model.num_classes={self.num_classes} (class-conditional) but the data source "
+                        f"{self.config.data.get('name', '?')!r} yields no labels")
+    return batch["label"]
+
   def init(self, rng, batch):
     rg, rd = jax.random.split(rng)
-    z = jnp.zeros((batch["image"].shape[0], self.latent_dim))
-    pg, sg = split_variables(self.gen.init(rg, z, train=False))
-    pd, sd = split_variables(self.disc.init(rd, batch["image"], train=False))
+    n = batch["image"].shape[0]
+    self.batch_labels(batch)  # fail at start-up, not in the first step, if labels are missing
+    z = jnp.zeros((n, self.latent_dim))
+    y = jnp.zeros((n,), jnp.int32)
+    pg, sg = split_variables(self.gen.init(rg, z, train=False, **self.cond(y)))
+    pd, sd = split_variables(self.disc.init(rd, batch["image"], train=False, **self.cond(y)))
     return {G: pg, D: pd}, {G: sg, D: sd}
 
   def init_opt_state(self, params):
@@ -52,15 +76,16 @@ class GAN(Method):
 
   def update(self, params, model_state, opt_state, batch, rng):
     real = batch["image"]
+    c = self.cond(self.batch_labels(batch))
     z = jax.random.normal(rng, (real.shape[0], self.latent_dim))
     # One generator forward serves both updates: its VJP is reused for the generator step.
     fake, gen_vjp, g_state = jax.vjp(
-        lambda p: apply_module(self.gen, p, model_state[G], z, train=True), params[G], has_aux=True)
+        lambda p: apply_module(self.gen, p, model_state[G], z, train=True, **c), params[G], has_aux=True)
 
     def d_loss_fn(pd):
       # Real and fake go through D as separate batches (as in the DCGAN reference code): own BN stats.
-      real_logits, s = apply_module(self.disc, pd, model_state[D], real, train=True)
-      fake_logits, s = apply_module(self.disc, pd, s, jax.lax.stop_gradient(fake), train=True)
+      real_logits, s = apply_module(self.disc, pd, model_state[D], real, train=True, **c)
+      fake_logits, s = apply_module(self.disc, pd, s, jax.lax.stop_gradient(fake), train=True, **c)
       loss = discriminator_loss(self.loss_kind, real_logits, fake_logits)
       return loss, (s, jax.nn.sigmoid(real_logits).mean(), jax.nn.sigmoid(fake_logits).mean())
 
@@ -69,7 +94,7 @@ class GAN(Method):
     pd = optax.apply_updates(params[D], d_updates)
 
     def g_loss_fn(x):  # D's statistics from this pass are discarded: D keeps those of its own step.
-      logits, _ = apply_module(self.disc, pd, d_state, x, train=True)
+      logits, _ = apply_module(self.disc, pd, d_state, x, train=True, **c)
       return generator_loss(self.loss_kind, logits)
 
     g_loss, dfake = jax.value_and_grad(g_loss_fn)(fake)
@@ -84,6 +109,12 @@ class GAN(Method):
   def prior(self, rng, num):
     return jax.random.normal(rng, (num, self.latent_dim))
 
-  def decode(self, params, model_state, latents, rng, **options):
-    out, _ = apply_module(self.gen, params[G], model_state[G], latents, train=False)
+  def decode(self, params, model_state, latents, rng, label=None):
+    if self.num_classes:
+      c = self.cond(sample_labels(label, latents.shape[0], self.num_classes))
+    elif label is not None:
+      raise ArtjaxError("this GAN is unconditional (model.num_classes=0): it takes no label")
+    else:
+      c = {}
+    out, _ = apply_module(self.gen, params[G], model_state[G], latents, train=False, **c)
     return out

@@ -7,6 +7,11 @@ Deviations from the paper, on purpose:
   gives the paper's layer;
 - the generator ends with a full-resolution 3x3 conv from features to pixels, instead of making the
   last upsampling layer emit the image.
+
+Class-conditional (`num_classes` > 0): the generator concatenates a learned label embedding (of z's
+size) to z; the discriminator is a projection discriminator (Miyato & Koyama 2018): the logit gains
+<embed(y), h>, h being the flattened final features its last linear layer reads. With num_classes=0
+neither embedding exists, so the parameter tree is the unconditional one.
 """
 
 import flax.linen as nn
@@ -64,9 +69,12 @@ class Generator(nn.Module):
   base_channels: int = 64
   upsample: str = "resize"
   norm: str = "batch"
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, z, train: bool = True):
+  def __call__(self, z, train: bool = True, label=None):
+    if self.num_classes:
+      z = jnp.concatenate([z, nn.Embed(self.num_classes, z.shape[-1])(_require(label))], axis=-1)
     n, res = num_doublings(self.image_size)
     ch = self.base_channels * 2 ** n  # e.g. 28x28, base 32: 7x7x128 -> 14x14x64 -> 28x28x32 -> 28x28xC
     x = nn.Dense(res * res * ch, use_bias=self.norm == "none")(z).reshape(z.shape[0], res, res, ch)
@@ -85,9 +93,10 @@ class Discriminator(nn.Module):
   image_size: int = 32
   base_channels: int = 64
   norm: str = "batch"
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, train: bool = True, label=None):
     n, _ = num_doublings(self.image_size)
     ch = self.base_channels
     for i in range(n):
@@ -96,14 +105,26 @@ class Discriminator(nn.Module):
         x = _norm(self.norm, train)(x)
       x = nn.leaky_relu(x, 0.2)
       ch *= 2
-    return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+    h = x.reshape(x.shape[0], -1)
+    logit = nn.Dense(1)(h)[:, 0]
+    if self.num_classes:
+      # Scaled like the Dense's lecun init, so the projection does not dominate the logit at init.
+      embed = nn.Embed(self.num_classes, h.shape[-1], embedding_init=nn.initializers.normal(h.shape[-1] ** -0.5))
+      logit = logit + jnp.sum(embed(_require(label)) * h, axis=-1)
+    return logit
+
+
+def _require(label):
+  if label is None:
+    raise ValueError("a class-conditional DCGAN (num_classes > 0) needs `label`")
+  return label
 
 
 @MODELS.register("dcgan")
 def dcgan(image_size=32, channels=1, base_channels=64, disc_base_channels=None, upsample="resize",
-          gen_norm="batch", disc_norm="batch"):
-  """The generator/discriminator pair a GAN method trains."""
+          gen_norm="batch", disc_norm="batch", num_classes=0):
+  """The generator/discriminator pair a GAN method trains; num_classes > 0 makes both class-conditional."""
   return {
-      "generator": Generator(image_size, channels, base_channels, upsample, gen_norm),
-      "discriminator": Discriminator(image_size, disc_base_channels or base_channels, disc_norm),
+      "generator": Generator(image_size, channels, base_channels, upsample, gen_norm, num_classes),
+      "discriminator": Discriminator(image_size, disc_base_channels or base_channels, disc_norm, num_classes),
   }

@@ -1,0 +1,154 @@
+"""Diffusion (DDPM, Ho et al. 2020): noise-prediction training, DDPM ancestral and DDIM samplers, CFG.
+
+Notation: abar_t = prod_{s<=t} (1 - beta_s) for t = 0..T-1; x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps.
+The network predicts eps (`prediction='eps'`) or v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho
+2022). Both samplers run a timestep subsequence t_S > ... > t_1 (all T steps, or S evenly spaced ones)
+inside one `lax.scan`; each step first predicts x_0 (clipped to the data range) and then
+- DDPM: samples the posterior q(x_prev | x_t, x_0) of the respaced chain (Nichol & Dhariwal 2021),
+- DDIM: x_prev = sqrt(abar_prev) x_0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z (Song et al. 2021),
+so DDIM with eta=1 over all T steps is exactly the DDPM sampler (tested).
+Classifier-free guidance (Ho & Salimans 2022): labels are dropped to the null label with probability
+`cond_dropout` in training; sampling with scale s uses out_uncond + s (out_cond - out_uncond), so s=0 is
+the unconditional model and s=1 the conditional one.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from artjax.errors import ArtjaxError
+from artjax.methods import METHODS
+from artjax.methods.base import SingleLossMethod, apply_module, sample_labels, split_variables
+
+
+def beta_schedule(kind: str, num_timesteps: int) -> np.ndarray:
+  """float64 betas: 'linear' (DDPM: 1e-4 .. 0.02 scaled to T=1000) or 'cosine' (Nichol & Dhariwal 2021)."""
+  if kind == "linear":
+    scale = 1000.0 / num_timesteps  # as improved-diffusion: short chains (tests) still end near pure noise
+    return np.clip(np.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=np.float64), 0.0, 0.999)
+  if kind == "cosine":
+    s = 0.008
+    f = lambda t: np.cos((t / num_timesteps + s) / (1 + s) * np.pi / 2) ** 2  # noqa: E731
+    t = np.arange(num_timesteps + 1, dtype=np.float64)
+    return np.clip(1 - f(t[1:]) / f(t[:-1]), 0.0, 0.999)
+  raise ArtjaxError(f"unknown method.schedule {kind!r}; known: linear, cosine")
+
+
+def timestep_sequence(num_timesteps: int, steps: int) -> np.ndarray:
+  """The sampler's timesteps, descending: all T, or `steps` evenly spaced ones ending at t=0."""
+  if not 1 <= steps <= num_timesteps:
+    raise ArtjaxError(f"sampler steps must be in 1..{num_timesteps} (the training timesteps), got {steps}")
+  return np.unique(np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int32))[::-1].copy()
+
+
+@METHODS.register("diffusion")
+class Diffusion(SingleLossMethod):
+  """config.method: num_timesteps, schedule, prediction ('eps'|'v'), cond_dropout, sampler, sample_steps, eta."""
+
+  def __init__(self, config):
+    super().__init__(config)
+    m = config.method
+    self.num_timesteps = m.get("num_timesteps", 1000)
+    self.prediction = m.get("prediction", "eps")
+    if self.prediction not in ("eps", "v"):
+      raise ArtjaxError(f"unknown method.prediction {self.prediction!r}; known: eps, v")
+    self.abar = np.cumprod(1.0 - beta_schedule(m.get("schedule", "linear"), self.num_timesteps))
+    self.num_classes = config.model.get("num_classes", 0)
+    self.cond_dropout = m.get("cond_dropout", 0.1) if self.num_classes else 0.0
+    self.defaults = dict(sampler=m.get("sampler", "ddim"), steps=m.get("sample_steps", 50), eta=m.get("eta", 0.0),
+                         guidance=m.get("guidance", None))
+    self.sample_options = ("sampler", "steps", "eta") + (("label", "guidance") if self.num_classes else ())
+    self.shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    self.value_range = tuple(config.data.get("value_range", (-1.0, 1.0)))
+
+  # -- training ---------------------------------------------------------------------------------
+  def init(self, rng, batch):
+    x = batch["image"]
+    labels = jnp.zeros(x.shape[:1], jnp.int32) if self.num_classes else None
+    return split_variables(self.model.init(rng, x, jnp.zeros(x.shape[:1]), labels))
+
+  def loss(self, params, model_state, batch, rng):
+    x0 = batch["image"]
+    t_rng, noise_rng, drop_rng, dropout_rng = jax.random.split(rng, 4)
+    t = jax.random.randint(t_rng, x0.shape[:1], 0, self.num_timesteps)
+    eps = jax.random.normal(noise_rng, x0.shape)
+    abar = jnp.asarray(self.abar, jnp.float32)[t][:, None, None, None]
+    xt = jnp.sqrt(abar) * x0 + jnp.sqrt(1 - abar) * eps
+    labels = None
+    if self.num_classes:
+      drop = jax.random.bernoulli(drop_rng, self.cond_dropout, t.shape)
+      labels = jnp.where(drop, self.num_classes, batch["label"])
+    out, model_state = apply_module(self.model, params, model_state, xt, t, labels, train=True,
+                                    rngs={"dropout": dropout_rng})
+    target = eps if self.prediction == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * x0
+    loss = jnp.mean((out - target) ** 2)
+    return loss, (model_state, {})
+
+  # -- sampling ---------------------------------------------------------------------------------
+  def prior(self, rng, num):
+    return jax.random.normal(rng, (num,) + self.shape)
+
+  def predict_x0_eps(self, params, model_state, xt, t, abar, labels, guidance):
+    """(x_0 clipped to the data range, the eps consistent with it) at integer timestep t (scalar)."""
+    tt = jnp.full(xt.shape[:1], t)
+    if labels is not None and guidance is not None:
+      # One batched call for the conditional and the unconditional (null-label) predictions.
+      both, _ = apply_module(self.model, params, model_state, jnp.concatenate([xt, xt]),
+                             jnp.concatenate([tt, tt]),
+                             jnp.concatenate([labels, jnp.full_like(labels, self.num_classes)]))
+      cond, uncond = jnp.split(both, 2)
+      out = uncond + guidance * (cond - uncond)
+    else:
+      out, _ = apply_module(self.model, params, model_state, xt, tt, labels)
+    if self.prediction == "eps":
+      x0 = (xt - jnp.sqrt(1 - abar) * out) / jnp.sqrt(abar)
+    else:
+      x0 = jnp.sqrt(abar) * xt - jnp.sqrt(1 - abar) * out
+    x0 = jnp.clip(x0, *self.value_range)
+    # eps recomputed from the clipped x_0 keeps x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps exact,
+    # which is what makes DDIM(eta=1, all steps) and DDPM the same chain.
+    return x0, (xt - jnp.sqrt(abar) * x0) / jnp.sqrt(1 - abar)
+
+  def decode(self, params, model_state, latents, rng, *, sampler=None, steps=None, eta=None, label=None,
+             guidance=None):
+    d = self.defaults
+    sampler = sampler or d["sampler"]
+    # DDPM defaults to the full chain; DDIM to config.method.sample_steps.
+    steps = steps or (self.num_timesteps if sampler == "ddpm" else d["steps"])
+    eta = d["eta"] if eta is None else eta
+    guidance = d["guidance"] if guidance is None else guidance
+    if sampler not in ("ddpm", "ddim"):
+      raise ArtjaxError(f"unknown sampler {sampler!r}; known: ddpm, ddim")
+    ts = timestep_sequence(self.num_timesteps, steps)
+    abar_t = self.abar[ts]
+    abar_prev = np.concatenate([self.abar[ts[1:]], [1.0]])
+    labels = sample_labels(label, latents.shape[0], self.num_classes) if self.num_classes else None
+    if labels is None and guidance is not None:
+      raise ArtjaxError("guidance needs a class-conditional model (model.num_classes > 0)")
+    step_fn = self._ddpm_step if sampler == "ddpm" else self._ddim_step
+    xs = (jnp.asarray(ts), jnp.asarray(abar_t, jnp.float32), jnp.asarray(abar_prev, jnp.float32),
+          jnp.arange(len(ts)))
+
+    def body(x, args):
+      t, a, a_prev, i = args
+      x0, eps = self.predict_x0_eps(params, model_state, x, t, a, labels, guidance)
+      z = jax.random.normal(jax.random.fold_in(rng, i), x.shape)
+      return step_fn(x, x0, eps, a, a_prev, z, eta), None
+
+    x, _ = jax.lax.scan(body, latents, xs)
+    return x
+
+  @staticmethod
+  def _ddpm_step(x, x0, eps, a, a_prev, z, eta):
+    """A draw from the posterior q(x_prev | x_t, x_0) of the (respaced) chain; eta is unused."""
+    del eps, eta
+    beta = 1 - a / a_prev  # the respaced chain's beta for this step
+    mean = (jnp.sqrt(a_prev) * beta / (1 - a)) * x0 + (jnp.sqrt(1 - beta) * (1 - a_prev) / (1 - a)) * x
+    var = beta * (1 - a_prev) / (1 - a)
+    return mean + jnp.sqrt(var) * z
+
+  @staticmethod
+  def _ddim_step(x, x0, eps, a, a_prev, z, eta):
+    del x
+    sigma = eta * jnp.sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))
+    return jnp.sqrt(a_prev) * x0 + jnp.sqrt(jnp.maximum(1 - a_prev - sigma ** 2, 0.0)) * eps + sigma * z
