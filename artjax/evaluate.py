@@ -43,8 +43,10 @@ _EMA = flags.DEFINE_bool("ema", True, "Sample with the EMA params when the check
 _STATS_DIR = flags.DEFINE_string("stats_dir", None, "Reference statistics cache (default: FEATURE_NET/fid_stats).")
 _REF_NUM = flags.DEFINE_integer("ref_num", None, "Reference examples of the test split (default: all).")
 _K = flags.DEFINE_integer("k", 3, "Nearest neighbours defining the precision/recall manifolds.")
-_NLL_NUM = flags.DEFINE_integer("nll_num", 1000, "Test examples for NLL / bits-per-dim (likelihood models).")
-_NLL_SAMPLES = flags.DEFINE_integer("nll_samples", 100, "Importance samples per example for NLL.")
+_NLL_NUM = flags.DEFINE_integer("nll_num", None, "Test examples for NLL / bits-per-dim (likelihood models; "
+                                "default: config.eval.nll_num or 1000).")
+_NLL_SAMPLES = flags.DEFINE_integer("nll_samples", None, "Importance samples per example for NLL "
+                                    "(default: config.eval.nll_samples or 100).")
 _NLL_BATCH = flags.DEFINE_integer("nll_batch", 50, "Test examples per compiled NLL call.")
 _REFERENCE_ONLY = flags.DEFINE_bool("reference_only", False, "Print the floor instead: FID/precision/recall of "
                                     "--num train examples against the test reference, and classifier accuracy.")
@@ -114,15 +116,23 @@ def compare(net, ref, feats, logits) -> dict:
           "precision": precision, "recall": recall}
 
 
-def negative_log_likelihood(method, params, model_state, data_cfg) -> dict:
-  """Mean NLL (nats/example) and bits/dim of --nll_num test examples, --nll_samples importance samples each."""
+def nll_settings(config) -> tuple[int, int]:
+  """(test examples, importance samples) for NLL: the flags, else config.eval, else 1000 and 100."""
+  section = eval_section(config)
+  num = _NLL_NUM.value if _NLL_NUM.value is not None else section.get("nll_num", 1000)
+  samples = _NLL_SAMPLES.value if _NLL_SAMPLES.value is not None else section.get("nll_samples", 100)
+  return int(num), int(samples)
+
+
+def negative_log_likelihood(method, params, model_state, data_cfg, nll_num, nll_samples) -> dict:
+  """Mean NLL (nats/example) and bits/dim of `nll_num` test examples, `nll_samples` importance samples each."""
   import jax
   import numpy as np
 
   from artjax.eval.reference import load_split
 
-  images, labels = load_split(data_cfg, "test", _NLL_NUM.value)
-  num_samples, bs = _NLL_SAMPLES.value, min(_NLL_BATCH.value, len(images))
+  images, labels = load_split(data_cfg, "test", nll_num)
+  num_samples, bs = nll_samples, min(_NLL_BATCH.value, len(images))
   fn = jax.jit(lambda p, ms, b, r: method.log_likelihood(p, ms, b, r, num_samples))
   key = jax.random.key(_SEED.value)
   logp = []
@@ -169,7 +179,7 @@ def evaluate_step(workdir, step, net, ref, settings, options, num):
   feats, logits = net(quantize(samples, value_range), value_range)
   row = {"step": step, **settings, **compare(net, ref, feats, logits)}
   if hasattr(method, "log_likelihood"):
-    row.update(negative_log_likelihood(method, params, model_state, config.data))
+    row.update(negative_log_likelihood(method, params, model_state, config.data, *nll_settings(config)))
   if "classifier_accuracy" in ref["manifest"]:
     row["classifier_accuracy"] = ref["manifest"]["classifier_accuracy"]
   row.update(seconds=round(time.perf_counter() - t, 2), device=device_name(),
@@ -235,7 +245,7 @@ def main(argv):
               "sample_options": options, "feature_net": net.name, "feature_net_step": net.step,
               "feature_net_checksum": net.checksum, "reference": ref["key"], "k": _K.value}
   if hasattr(method, "log_likelihood"):
-    settings.update(nll_num=_NLL_NUM.value, nll_samples=_NLL_SAMPLES.value)
+    settings["nll_num"], settings["nll_samples"] = nll_settings(config)
   out = workdir / "eval" / "metrics.jsonl"
   out.parent.mkdir(parents=True, exist_ok=True)
 

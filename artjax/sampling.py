@@ -50,6 +50,10 @@ def interpolate(method, params, model_state, rows: int, cols: int, seed: int, **
   method.check_options(options)
   key = jax.random.key(seed)
 
+  if "label" in method.sample_options and options.get("label") is None:
+    # Class-balanced labels would change class along a row: give each row one class instead.
+    options["label"] = np.repeat(np.arange(rows) % method.num_classes, cols)
+
   def fn(p, ms):
     a, b = method.prior(jax.random.fold_in(key, 0), rows), method.prior(jax.random.fold_in(key, 1), rows)
     t = jnp.linspace(0.0, 1.0, cols)

@@ -20,6 +20,7 @@ Families with one loss subclass `SingleLossMethod` and write only `loss` and `sa
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from artjax import models
@@ -103,9 +104,14 @@ class SingleLossMethod(Method):
 
 
 def sample_labels(label, num: int, num_classes: int):
-  """Class labels for `num` conditional samples: all `label`, or class-balanced (i % num_classes) if None."""
+  """Class labels for `num` conditional samples: all `label` (or one each), or class-balanced if None."""
   if label is None:
     return jnp.arange(num) % num_classes
+  if np.ndim(label):  # one label per sample (e.g. one class per interpolation row)
+    label = np.asarray(label)
+    if label.shape != (num,) or label.min() < 0 or label.max() >= num_classes:
+      raise ArtjaxError(f"labels must be {num} ints in 0..{num_classes - 1}")
+    return jnp.asarray(label)
   if not 0 <= int(label) < num_classes:
     raise ArtjaxError(f"label {label} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
   return jnp.full((num,), int(label))
