@@ -41,7 +41,10 @@ _BATCH = flags.DEFINE_integer("batch", 500, "Samples generated / images featuriz
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _EMA = flags.DEFINE_bool("ema", True, "Sample with the EMA params when the checkpoint has them.")
 _STATS_DIR = flags.DEFINE_string("stats_dir", None, "Reference statistics cache (default: FEATURE_NET/fid_stats).")
-_REF_NUM = flags.DEFINE_integer("ref_num", None, "Reference examples of the test split (default: all).")
+_REF_NUM = flags.DEFINE_integer("ref_num", None, "Reference examples of the reference split (default: all).")
+_REF_SPLIT = flags.DEFINE_string("ref_split", "test", "Reference split. Papers' CIFAR-10 FIDs use the 50k "
+                                 "train split (--ref_split train); the default, test, is held out.")
+_IS_SPLITS = flags.DEFINE_integer("is_splits", 1, "Inception Score splits (papers: 10; reported: the mean).")
 _K = flags.DEFINE_integer("k", 3, "Nearest neighbours defining the precision/recall manifolds.")
 _NLL_NUM = flags.DEFINE_integer("nll_num", None, "Test examples for NLL / bits-per-dim (likelihood models; "
                                 "default: config.eval.nll_num or 1000).")
@@ -110,7 +113,7 @@ def compare(net, ref, feats, logits) -> dict:
   from artjax.eval import metrics
 
   mu, sigma = metrics.gaussian_stats(feats)
-  is_mean, _ = metrics.inception_score(logits)
+  is_mean, _ = metrics.inception_score(logits, splits=_IS_SPLITS.value)
   precision, recall = metrics.precision_recall(ref["features"], feats, k=_K.value)
   return {"fid": metrics.frechet_distance(mu, sigma, ref["mu"], ref["sigma"]), "is": is_mean,
           "precision": precision, "recall": recall}
@@ -134,7 +137,7 @@ def negative_log_likelihood(method, params, model_state, data_cfg, nll_num, nll_
   images, labels = load_split(data_cfg, "test", nll_num)
   num_samples, bs = nll_samples, min(_NLL_BATCH.value, len(images))
   fn = jax.jit(lambda p, ms, b, r: method.log_likelihood(p, ms, b, r, num_samples))
-  key = jax.random.key(_SEED.value)
+  key = jax.random.fold_in(jax.random.key(_SEED.value), 1 << 20)  # not the sampling stream
   logp = []
   for i, s in enumerate(range(0, len(images), bs)):
     idx = np.arange(s, s + bs) % len(images)  # the last batch wraps around: one compiled shape
@@ -231,7 +234,7 @@ def main(argv):
   config = load(workdir, steps[-1])[0]
   num = _NUM.value or int(eval_section(config).get("num_samples", None) or DEFAULT_NUM)
   net = make_feature_net(config, workdir)
-  ref = reference_stats(config.data, net, _STATS_DIR.value, _REF_NUM.value, log=_say)
+  ref = reference_stats(config.data, net, _STATS_DIR.value, _REF_NUM.value, split=_REF_SPLIT.value, log=_say)
   if _REFERENCE_ONLY.value:
     reference_floor(config, net, ref, num)
     return
@@ -244,6 +247,8 @@ def main(argv):
   settings = {"num": num, "seed": _SEED.value, "batch": _BATCH.value, "ema": _EMA.value,
               "sample_options": options, "feature_net": net.name, "feature_net_step": net.step,
               "feature_net_checksum": net.checksum, "reference": ref["key"], "k": _K.value}
+  if _IS_SPLITS.value != 1:  # only when set, so earlier lines (computed with 1 split) still match
+    settings["is_splits"] = _IS_SPLITS.value
   if hasattr(method, "log_likelihood"):
     settings["nll_num"], settings["nll_samples"] = nll_settings(config)
   out = workdir / "eval" / "metrics.jsonl"

@@ -33,8 +33,11 @@ def test_schedules():
   np.testing.assert_allclose(beta_schedule("linear", 1000)[[0, -1]], [1e-4, 0.02])
   assert list(timestep_sequence(10, 10)) == list(range(9, -1, -1))
   assert list(timestep_sequence(1000, 4)) == [999, 666, 333, 0]
+  assert list(timestep_sequence(1000, 1)) == [999]  # one step starts from pure noise
   with pytest.raises(ArtjaxError, match="steps"):
     timestep_sequence(10, 11)
+  with pytest.raises(ArtjaxError, match="steps"):
+    timestep_sequence(10, 0)
   with pytest.raises(ArtjaxError, match="schedule"):
     beta_schedule("quadratic", 10)
 
@@ -120,6 +123,12 @@ def test_guidance_needs_a_conditional_model():
     method.sample(params, state, jax.random.key(0), 2, guidance=2.0)
   with pytest.raises(ArtjaxError, match="sampler"):
     method.decode(params, state, z, jax.random.key(0), sampler="euler")
+  with pytest.raises(ArtjaxError, match="unconditional"):
+    method.decode(params, state, z, jax.random.key(0), label=1)
+  with pytest.raises(ArtjaxError, match="guidance needs"):
+    build(**{"method.guidance": 2.0})
+  with pytest.raises(ArtjaxError, match="sampler"):
+    build(**{"method.sampler": "euler"})
 
 
 def test_train_and_sample_cli_with_options(tmp_path):
@@ -140,3 +149,11 @@ def test_train_and_sample_cli_with_options(tmp_path):
   assert outs["interp"].shape == (8, 8, 8, 1)
   p = run_cli("-m", "artjax.sample", "--workdir", str(tmp_path), "--out", str(tmp_path / "x.npy"), "--label", "10")
   assert p.returncode == 2 and "out of range" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_labels_outside_num_classes_are_a_config_error(tmp_path):
+  config = smoke_config("configs/diffusion/mnist_ddpm.py:smoke", **{**TINY, "model.num_classes": 5})
+  from artjax.train.loop import Trainer
+
+  with pytest.raises(ArtjaxError, match="num_classes=5"):
+    Trainer(config, tmp_path)  # digits has labels 0..9

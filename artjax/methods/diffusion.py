@@ -38,7 +38,9 @@ def timestep_sequence(num_timesteps: int, steps: int) -> np.ndarray:
   """The sampler's timesteps, descending: all T, or `steps` evenly spaced ones ending at t=0."""
   if not 1 <= steps <= num_timesteps:
     raise ArtjaxError(f"sampler steps must be in 1..{num_timesteps} (the training timesteps), got {steps}")
-  return np.unique(np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int32))[::-1].copy()
+  # From T-1 down to 0 (one step: [T-1], i.e. denoise from pure noise in one jump).
+  ts = np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(np.int32)
+  return np.unique(ts)[::-1].copy() if steps > 1 else ts
 
 
 @METHODS.register("diffusion")
@@ -58,6 +60,12 @@ class Diffusion(SingleLossMethod):
     self.defaults = dict(sampler=m.get("sampler", "ddim"), steps=m.get("sample_steps", 50), eta=m.get("eta", 0.0),
                          guidance=m.get("guidance", None))
     self.sample_options = ("sampler", "steps", "eta") + (("label", "guidance") if self.num_classes else ())
+    # Checked now, not at the first sample grid after `sample_every` training steps.
+    if self.defaults["sampler"] not in ("ddpm", "ddim"):
+      raise ArtjaxError(f"unknown method.sampler {self.defaults['sampler']!r}; known: ddpm, ddim")
+    timestep_sequence(self.num_timesteps, self.defaults["steps"])
+    if self.defaults["guidance"] is not None and not self.num_classes:
+      raise ArtjaxError("method.guidance needs a class-conditional model (model.num_classes > 0)")
     self.shape = (config.data.image_size, config.data.image_size, config.data.channels)
     self.value_range = tuple(config.data.get("value_range", (-1.0, 1.0)))
 
@@ -114,7 +122,8 @@ class Diffusion(SingleLossMethod):
     d = self.defaults
     sampler = sampler or d["sampler"]
     # DDPM defaults to the full chain; DDIM to config.method.sample_steps.
-    steps = steps or (self.num_timesteps if sampler == "ddpm" else d["steps"])
+    if steps is None:
+      steps = self.num_timesteps if sampler == "ddpm" else d["steps"]
     eta = d["eta"] if eta is None else eta
     guidance = d["guidance"] if guidance is None else guidance
     if sampler not in ("ddpm", "ddim"):
@@ -122,6 +131,8 @@ class Diffusion(SingleLossMethod):
     ts = timestep_sequence(self.num_timesteps, steps)
     abar_t = self.abar[ts]
     abar_prev = np.concatenate([self.abar[ts[1:]], [1.0]])
+    if label is not None and not self.num_classes:
+      raise ArtjaxError("this diffusion model is unconditional (model.num_classes = 0): it takes no label")
     labels = sample_labels(label, latents.shape[0], self.num_classes) if self.num_classes else None
     if labels is None and guidance is not None:
       raise ArtjaxError("guidance needs a class-conditional model (model.num_classes > 0)")

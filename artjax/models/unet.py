@@ -55,6 +55,8 @@ class AttentionBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     b, hh, ww, c = x.shape
+    if c % self.num_heads:
+      raise ValueError(f"{c} channels cannot be split into {self.num_heads} attention heads")
     h = group_norm(c, self.groups)(x).reshape(b, hh * ww, c)
     qkv = nn.DenseGeneral((3, self.num_heads, c // self.num_heads))(h)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]

@@ -75,6 +75,11 @@ class Trainer:
                               shuffle=config.data.get("shuffle", True),
                               num_threads=config.data.get("num_threads", 2))
     first = self.loader.batch(0)
+    num_classes = config.model.get("num_classes", 0)
+    if num_classes and "label" in first and not 0 <= first["label"].min() <= first["label"].max() < num_classes:
+      # Embedding lookups would return NaN (or, in diffusion, alias the guidance "null" label).
+      raise ArtjaxError(f"data labels {first['label'].min()}..{first['label'].max()} do not fit "
+                        f"model.num_classes={num_classes}")
     self.abstract_batch = {k: jax.ShapeDtypeStruct((config.batch_size,) + v.shape[1:], v.dtype)
                            for k, v in first.items()}
     self.batch_sharding = sharding.batch_sharding(self.mesh)
