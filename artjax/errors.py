@@ -12,13 +12,16 @@ class ArtjaxError(Exception):
 
 def _fail(msg: str):
   # We are exiting with a clear message: background threads (Orbax's async I/O after a failed
-  # restore) dying now must not bury it under their tracebacks.
+  # restore) dying now must not bury it under their tracebacks. So stderr is pointed at /dev/null
+  # first and the message goes straight to the original descriptor; then os._exit skips the
+  # interpreter shutdown during which Orbax's closed event loop would print more. Callers have
+  # already closed their checkpointers.
   threading.excepthook = lambda args: None
-  print(f"error: {msg}", file=sys.stderr)
   sys.stdout.flush()
-  sys.stderr.flush()
-  # os._exit: after a failed Orbax restore its background event loop can print an unrelated
-  # traceback during interpreter shutdown. Callers have already closed their checkpointers.
+  original = os.dup(2)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.write(original, f"error: {msg}\n".encode())
   os._exit(2)
 
 
