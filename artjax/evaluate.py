@@ -26,6 +26,7 @@ from absl import flags, logging
 
 from artjax import errors
 from artjax.errors import ArtjaxError
+from artjax.sampling import define_option_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir of the generative run (holds checkpoints/).")
 _NUM = flags.DEFINE_integer("num", None, "Samples per evaluation (default: config.eval.num_samples or 10000).")
@@ -53,11 +54,7 @@ _NLL_SAMPLES = flags.DEFINE_integer("nll_samples", None, "Importance samples per
 _NLL_BATCH = flags.DEFINE_integer("nll_batch", 50, "Test examples per compiled NLL call.")
 _REFERENCE_ONLY = flags.DEFINE_bool("reference_only", False, "Print the floor instead: FID/precision/recall of "
                                     "--num train examples against the test reference, and classifier accuracy.")
-_LABEL = flags.DEFINE_integer("label", None, "Class to generate (class-conditional models).")
-_GUIDANCE = flags.DEFINE_float("guidance", None, "Classifier-free guidance scale.")
-_SAMPLER = flags.DEFINE_string("sampler", None, "Sampler of the family, e.g. ddpm | ddim.")
-_SAMPLE_STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (diffusion).")
-_ETA = flags.DEFINE_float("eta", None, "DDIM eta.")
+_OPTIONS = define_option_flags()  # --label --guidance --sampler --steps --eta, as artjax.sample
 flags.mark_flags_as_required(["workdir"])
 
 DEFAULT_NUM = 10_000
@@ -85,11 +82,7 @@ def eval_section(config) -> dict:
 
 def sample_options(config) -> dict:
   options = dict(eval_section(config).get("sample_options", None) or {})
-  for name, flag in (("label", _LABEL), ("guidance", _GUIDANCE), ("sampler", _SAMPLER),
-                     ("steps", _SAMPLE_STEPS), ("eta", _ETA)):
-    if flag.value is not None:
-      options[name] = flag.value
-  return options
+  return {**options, **_OPTIONS()}
 
 
 def make_feature_net(config, workdir):

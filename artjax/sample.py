@@ -13,7 +13,7 @@ import pathlib
 from absl import flags, logging
 
 from artjax import errors
-from artjax.sampling import generate, interpolate, load
+from artjax.sampling import define_option_flags, generate, interpolate, load
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
@@ -22,11 +22,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Samples generated per compiled call.")
 _EMA = flags.DEFINE_bool("ema", True, "Use the EMA params when the checkpoint has them (--noema: raw params).")
 _OUT = flags.DEFINE_string("out", None, "Output file; its suffix picks the format (.png grid, .npy array).")
-_LABEL = flags.DEFINE_integer("label", None, "Class to generate (class-conditional models), e.g. 8 for eights.")
-_GUIDANCE = flags.DEFINE_float("guidance", None, "Classifier-free guidance scale (0: unconditional, 1: conditional).")
-_SAMPLER = flags.DEFINE_string("sampler", None, "Sampler of the family, e.g. ddpm | ddim for diffusion.")
-_SAMPLE_STEPS = flags.DEFINE_integer("steps", None, "Sampler steps (diffusion).")
-_ETA = flags.DEFINE_float("eta", None, "DDIM eta (0: deterministic; 1: DDPM-like noise).")
+_OPTIONS = define_option_flags()  # --label --guidance --sampler --steps --eta
 _INTERPOLATE = flags.DEFINE_integer(
     "interpolate", 0, "If > 1: a grid of --num rows, each this many slerp steps between two latents.")
 flags.mark_flags_as_required(["workdir", "out"])
@@ -40,8 +36,7 @@ def main(argv):
 
   out = pathlib.Path(_OUT.value)
   config, method, params, model_state = load(_WORKDIR.value, _STEP.value, _EMA.value)
-  options = {name: flag.value for name, flag in (("label", _LABEL), ("guidance", _GUIDANCE), ("sampler", _SAMPLER),
-                                                 ("steps", _SAMPLE_STEPS), ("eta", _ETA)) if flag.value is not None}
+  options = _OPTIONS()
   if _INTERPOLATE.value:
     samples = interpolate(method, params, model_state, _NUM.value, _INTERPOLATE.value, _SEED.value, **options)
     path = outputs.write(method.output_kind, samples, out, config, ncol=_INTERPOLATE.value)

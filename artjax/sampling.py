@@ -3,6 +3,21 @@
 from artjax import errors
 
 
+def define_option_flags():
+  """Defines the CLI flags of the families' sampling options; returns `() -> dict` of those given."""
+  from absl import flags
+
+  defined = {
+      "label": flags.DEFINE_integer("label", None, "Class to generate (class-conditional models), e.g. 8 for eights."),
+      "guidance": flags.DEFINE_float("guidance", None, "Classifier-free guidance scale (0: unconditional, "
+                                     "1: conditional)."),
+      "sampler": flags.DEFINE_string("sampler", None, "Sampler of the family, e.g. ddpm | ddim for diffusion."),
+      "steps": flags.DEFINE_integer("steps", None, "Sampler steps (diffusion)."),
+      "eta": flags.DEFINE_float("eta", None, "DDIM eta (0: deterministic; 1: DDPM-like noise)."),
+  }
+  return lambda: {name: flag.value for name, flag in defined.items() if flag.value is not None}
+
+
 def load(workdir, step=None, ema=True):
   """(config, method, params, model_state) of a checkpoint: all that sampling needs."""
   from artjax import methods
