@@ -21,7 +21,7 @@ def test_tfds_configs_train_on_mock_data(path, image_size, tmp_path):
   assert config.data.image_size == image_size
 
 
-def test_rgba_folder_config_composites_and_trains(tmp_path):
+def _emoji_folder(tmp_path):
   folder = tmp_path / "emoji"
   folder.mkdir()
   rng = np.random.default_rng(0)
@@ -31,6 +31,11 @@ def test_rgba_folder_config_composites_and_trains(tmp_path):
     disc = (yy - 10) ** 2 + (xx - 10) ** 2 < 36 + 4 * i
     img[disc] = (200 + 5 * i, rng.integers(0, 80), 40, 255)
     Image.fromarray(img, "RGBA").save(folder / f"e{i}.png")
+  return folder
+
+
+def test_rgba_folder_config_composites_and_trains(tmp_path):
+  folder = _emoji_folder(tmp_path)
   config = smoke_config("configs/diffusion/twemoji_ddpm.py:smoke", **{"data.dir": str(folder)})
   from artjax import data
 
@@ -40,3 +45,12 @@ def test_rgba_folder_config_composites_and_trains(tmp_path):
   np.testing.assert_allclose(x[:, 0, 0], 1.0)  # corners were transparent: white background in [-1, 1]
   state = train(config, tmp_path / "run", progress=False)
   assert int(state.step) == 2 and (tmp_path / "run" / "samples" / "step_0000002.png").is_file()
+
+
+def test_saved_config_records_an_absolute_data_dir(tmp_path, monkeypatch):
+  _emoji_folder(tmp_path)
+  monkeypatch.chdir(tmp_path)
+  from artjax.train.loop import Trainer
+
+  trainer = Trainer(smoke_config("configs/diffusion/twemoji_ddpm.py:smoke", **{"data.dir": "emoji"}), tmp_path / "run")
+  assert trainer.config.data.dir == str(tmp_path / "emoji")  # sampling/evaluation may run from elsewhere

@@ -18,6 +18,7 @@ from artjax.train import sharding
 from artjax.train.checkpoint import Checkpointer, config_to_dict
 from artjax.train.state import create, sampling_params, train_step
 from artjax.train.writer import MetricWriter
+from artjax.utils.config import with_absolute_data_paths
 
 REQUIRED = ("seed", "total_steps", "batch_size", "data", "model", "method", "optimizer")
 
@@ -61,6 +62,7 @@ class Trainer:
 
   def __init__(self, config, workdir):
     check_config(config)
+    config = with_absolute_data_paths(config)
     self.config = config
     self.workdir = pathlib.Path(workdir)
     self.method = methods.build(config)

@@ -26,3 +26,16 @@ def load_config(spec: str, overrides: dict | None = None):
       raise ArtjaxError(f"unknown config field {key!r}")
     node[leaf] = value
   return config
+
+
+def with_absolute_data_paths(config):
+  """A copy whose data directories are absolute: the config saved with a run must not depend on the
+  working directory of the process that trained it (sampling/evaluation run from anywhere)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for key in ("dir", "tfds_data_dir"):
+      value = config.data.get(key, "")
+      if value:
+        config.data[key] = str(pathlib.Path(value).expanduser().absolute())
+  config.lock()
+  return config
