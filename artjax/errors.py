@@ -25,10 +25,21 @@ def _fail(msg: str):
   os._exit(2)
 
 
+def _underscore_flag(arg: str, defined) -> str:
+  """`--max-tokens=5` -> `--max_tokens=5` when that is a defined flag (absl names can't hold dashes)."""
+  if not arg.startswith("--") or "-" not in arg[2:].split("=", 1)[0]:
+    return arg
+  name, sep, value = arg[2:].partition("=")
+  fixed = name.replace("-", "_")
+  base = fixed[2:] if fixed.startswith("no") and fixed[2:] in defined else fixed
+  return f"--{fixed}{sep}{value}" if base in defined else arg
+
+
 def _parse_flags(argv):
   """absl flag parsing where a bad flag or config override is one line, not a traceback."""
   from absl import flags
 
+  argv = [_underscore_flag(a, flags.FLAGS) for a in argv]
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

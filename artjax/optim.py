@@ -1,5 +1,6 @@
 """Optimizers and learning-rate schedules built from a config section."""
 
+import jax
 import optax
 
 from artjax.errors import ArtjaxError
@@ -27,8 +28,12 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
   if name == "adam":
     tx = optax.adam(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8))
   elif name == "adamw":
+    decay_on = cfg.get("weight_decay_on", "all")  # 'matrices': not biases/norm scales (GPT-2, nanoGPT)
+    if decay_on not in ("all", "matrices"):
+      raise ArtjaxError(f"unknown optimizer.weight_decay_on {decay_on!r}; known: all, matrices")
+    mask = (lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)) if decay_on == "matrices" else None
     tx = optax.adamw(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8),
-                     weight_decay=cfg.get("weight_decay", 1e-4))
+                     weight_decay=cfg.get("weight_decay", 1e-4), mask=mask)
   elif name == "sgd":
     tx = optax.sgd(lr, momentum=cfg.get("momentum", None))
   else:

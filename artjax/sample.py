@@ -3,6 +3,9 @@
   python -m artjax.sample --workdir DIR [--step N] [--num 64] [--seed 0] --out samples.png|samples.npy
       [--label 8] [--guidance 3.0] [--sampler ddim --steps 50]     # options the family supports
       [--interpolate 10]                                           # --num rows of 10-step latent walks
+  python -m artjax.sample --workdir DIR --prompt "ROMEO:" --max-tokens 300 --temperature 0.8 [--top-k K]
+      [--top-p P] [--n N] [--stop STR ...] [--seed S] --out F.txt|F.json    # language models
+      [--form 五言绝句|wuyan-jueju ...] [--acrostic 春夏秋冬] [--script simplified|traditional]  # poetry
 
 Restores only the model item (params / EMA params / non-trained collections) and the config saved
 with the checkpoint; the same seed gives the same samples.
@@ -17,12 +20,15 @@ from artjax.sampling import define_option_flags, generate, interpolate, load
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-_NUM = flags.DEFINE_integer("num", 64, "Number of samples (rows, with --interpolate).")
+_NUM = flags.DEFINE_integer("num", None, "Number of samples (rows, with --interpolate); default 64 images, "
+                            "1 text.")
+flags.DEFINE_alias("n", "num")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Samples generated per compiled call.")
 _EMA = flags.DEFINE_bool("ema", True, "Use the EMA params when the checkpoint has them (--noema: raw params).")
-_OUT = flags.DEFINE_string("out", None, "Output file; its suffix picks the format (.png grid, .npy array).")
-_OPTIONS = define_option_flags()  # --label --guidance --sampler --steps --eta
+_OUT = flags.DEFINE_string("out", None, "Output file; its suffix picks the format (.png grid, .npy array; "
+                           "text: .txt, .json).")
+_OPTIONS = define_option_flags()  # --label --guidance --sampler --steps --eta; --prompt --max-tokens ...
 _INTERPOLATE = flags.DEFINE_integer(
     "interpolate", 0, "If > 1: a grid of --num rows, each this many slerp steps between two latents.")
 flags.mark_flags_as_required(["workdir", "out"])
@@ -37,12 +43,15 @@ def main(argv):
   out = pathlib.Path(_OUT.value)
   config, method, params, model_state = load(_WORKDIR.value, _STEP.value, _EMA.value)
   options = _OPTIONS()
+  num = _NUM.value or (1 if method.output_kind == "text" else 64)
   if _INTERPOLATE.value:
-    samples = interpolate(method, params, model_state, _NUM.value, _INTERPOLATE.value, _SEED.value, **options)
+    samples = interpolate(method, params, model_state, num, _INTERPOLATE.value, _SEED.value, **options)
     path = outputs.write(method.output_kind, samples, out, config, ncol=_INTERPOLATE.value)
   else:
-    samples = generate(method, params, model_state, _NUM.value, _SEED.value, _BATCH.value, **options)
-    path = outputs.write(method.output_kind, samples, out, config)
+    samples = generate(method, params, model_state, num, _SEED.value, _BATCH.value, **options)
+    extra = {"meta": {"workdir": _WORKDIR.value, "step": _STEP.value, "seed": _SEED.value, **options}} \
+        if method.output_kind == "text" else {}
+    path = outputs.write(method.output_kind, samples, out, config, **extra)
   print(f"wrote {len(samples)} samples to {path}")
 
 

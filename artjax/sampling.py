@@ -14,6 +14,19 @@ def define_option_flags():
       "sampler": flags.DEFINE_string("sampler", None, "Sampler of the family, e.g. ddpm | ddim for diffusion."),
       "steps": flags.DEFINE_integer("steps", None, "Sampler steps (diffusion)."),
       "eta": flags.DEFINE_float("eta", None, "DDIM eta (0: deterministic; 1: DDPM-like noise)."),
+      # Language models (names as in completion APIs; --max-tokens style dashes work too).
+      "prompt": flags.DEFINE_string("prompt", None, "Text the samples continue (language models)."),
+      "max_tokens": flags.DEFINE_integer("max_tokens", None, "Number of tokens to generate."),
+      "temperature": flags.DEFINE_float("temperature", None, "Softmax temperature (0: greedy)."),
+      "top_k": flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens (0: all)."),
+      "top_p": flags.DEFINE_float("top_p", None, "Nucleus sampling: the smallest set with this much mass."),
+      "stop": flags.DEFINE_multi_string("stop", None, "Cut each sample before this string (repeatable)."),
+      "form": flags.DEFINE_string("form", None, "Poem form: 五言绝句 七言绝句 五言律诗 七言律诗 "
+                                  "(or wuyan-jueju, qiyan-jueju, wuyan-lushi, qiyan-lushi)."),
+      "acrostic": flags.DEFINE_string("acrostic", None, "藏头诗: the first character of each line, e.g. 春夏秋冬."),
+      "script": flags.DEFINE_enum("script", None, ["simplified", "traditional"], "Chinese script of the output "
+                                  "(converted with OpenCC)."),
+      "cache": flags.DEFINE_bool("cache", None, "KV-cache decoding (--nocache: re-run the model per token)."),
   }
   return lambda: {name: flag.value for name, flag in defined.items() if flag.value is not None}
 
@@ -41,6 +54,8 @@ def generate(method, params, model_state, num: int, seed: int, batch: int = 256,
   if num <= 0:
     raise errors.ArtjaxError(f"--num must be positive, got {num}")
   method.check_options(options)
+  if not getattr(method, "traceable_sample", True):  # the method compiles its own loop (text)
+    return method.sample(params, model_state, jax.random.key(seed), num, **options)
   batch = min(batch, num)
   fn = jax.jit(lambda p, ms, rng: method.sample(p, ms, rng, batch, **options))
   key = jax.random.key(seed)

@@ -2,3 +2,4 @@
 
 from artjax.data.sources import SOURCES, make_source  # noqa: F401
 from artjax.data.pipeline import Loader, make_preprocess  # noqa: F401
+from artjax.data import text, poetry  # noqa: F401  (registers the text sources)

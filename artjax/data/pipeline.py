@@ -26,6 +26,8 @@ def make_preprocess(data_cfg):
   background = tuple(data_cfg.get("background", (255, 255, 255)))
 
   def fn(ex, seed):
+    if "image" not in ex:  # e.g. token sequences: sources already yield model-ready arrays
+      return ex
     img = np.asarray(ex["image"])
     if img.ndim == 2:
       img = img[..., None]

@@ -5,9 +5,10 @@ from artjax.registry import Registry, import_submodules
 MODELS = Registry("model")
 
 
-def build(model_cfg):
-  """Calls the builder registered as `model_cfg.name` with the rest of the section as keywords."""
-  kwargs = {k: v for k, v in model_cfg.items() if k != "name"}
+def build(model_cfg, **derived):
+  """Calls the builder registered as `model_cfg.name` with the rest of the section (and `derived`, e.g. a
+  vocabulary size the method knows from the data) as keywords."""
+  kwargs = {**{k: v for k, v in model_cfg.items() if k != "name"}, **derived}
   return MODELS.get(model_cfg.name)(**kwargs)
 
 

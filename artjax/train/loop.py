@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from artjax import data, methods, outputs
 from artjax.errors import ArtjaxError
+from artjax.eval import split as split_eval
 from artjax.train import sharding
 from artjax.train.checkpoint import Checkpointer, config_to_dict
 from artjax.train.state import create, sampling_params, train_step
@@ -62,7 +63,7 @@ class Trainer:
 
   def __init__(self, config, workdir):
     check_config(config)
-    config = with_absolute_data_paths(config)
+    config = data.text.resolve(with_absolute_data_paths(config))  # text: the vocabulary joins the config
     self.config = config
     self.workdir = pathlib.Path(workdir)
     self.method = methods.build(config)
@@ -98,6 +99,11 @@ class Trainer:
                            out_shardings=(self.state_sharding, sharding.replicated(self.mesh)),
                            donate_argnums=(0,))
     self._sample_fn = None
+    self.eval_every = int(config.get("eval_every", 0))
+    self.val_source = None
+    if self.eval_every and split_eval.supports(self.method):
+      self.val_source = data.make_source(config.data, config.data.get("val_split", "val"))
+      self._eval_fn = jax.jit(self.method.eval_sums)
 
   def _init(self, rng_data):
     batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in self.abstract_batch.items()}
@@ -120,8 +126,22 @@ class Trainer:
     return {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.batch_sharding)
             for k, s in self.abstract_batch.items()}
 
+  def evaluate(self, state) -> dict:
+    """Validation metrics (`config.eval_batches` batches, 0 = the whole split) with the sampling weights."""
+    return split_eval.evaluate_split(
+        self.method, sampling_params(state.params, state.ema_params), state.model_state, self.config.data,
+        self.config.data.get("val_split", "val"), self.config.batch_size,
+        max_batches=self.config.get("eval_batches", 0), sharding=self.batch_sharding, source=self.val_source,
+        fn=self._eval_fn)
+
   def write_samples(self, state, path):
     """Samples on every process (the params may be sharded across hosts); process 0 writes the file."""
+    if not getattr(self.method, "traceable_sample", True):  # e.g. text: the method jits its own decode loop
+      samples = self.method.sample(sampling_params(state.params, state.ema_params), state.model_state,
+                                   jax.random.key(self.config.seed + 1), self.config.get("num_samples", 4))
+      if jax.process_index() == 0:
+        outputs.write(self.method.output_kind, samples, path, self.config)
+      return
     if self._sample_fn is None:
       num = self.config.get("num_samples", 64)
       rng = jax.random.key(self.config.seed + 1)  # Fixed across the run: grids show progress on the same z.
@@ -186,7 +206,11 @@ class Trainer:
           writer.write(step, scalars)
           bar.set_postfix({k: f"{float(v):.3g}" for k, v in list(metrics.items())[:4]}, refresh=False)
         if sample_every and (step % sample_every == 0 or step == end) and lead:
-          self.write_samples(state, self.workdir / "samples" / f"step_{step:07d}.png")
+          self.write_samples(state, self.workdir / "samples" / f"step_{step:07d}{outputs.suffix(self.method.output_kind)}")
+        if self.val_source is not None and (step % self.eval_every == 0 or step == end):
+          val = self.evaluate(state)
+          writer.write(step, {f"val_{k}": v for k, v in val.items()})
+          _print(f"step {step}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items() if k != "tokens"))
         if ckpt_every and step % ckpt_every == 0 and step != end:
           ckpt.save(step, state, cfg)
           saved = step

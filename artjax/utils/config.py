@@ -33,7 +33,7 @@ def with_absolute_data_paths(config):
   working directory of the process that trained it (sampling/evaluation run from anywhere)."""
   config = config.copy_and_resolve_references()
   with config.unlocked():
-    for key in ("dir", "tfds_data_dir"):
+    for key in ("dir", "path", "tfds_data_dir"):
       value = config.data.get(key, "")
       if value:
         config.data[key] = str(pathlib.Path(value).expanduser().absolute())

@@ -1,0 +1,152 @@
+"""Decoder-only Transformer language model (GPT-2 / nanoGPT style, pre-LayerNorm) with a functional KV cache.
+
+Two entry points share the weights:
+  __call__(tokens, train)            -> logits (B, T, V)           full causal forward (training, scoring)
+  decode(tokens, cache, pos, length) -> (logits (B, T, V), cache)  tokens sit at positions pos..pos+T-1;
+                                        their keys/values are written into the cache, and each query attends
+                                        to cached positions <= its own. A prompt (T > 1) or one token (T = 1).
+The cache is a plain pytree (one (k, v) pair of (B, S, heads, head_dim) per layer) from `init_cache`,
+so a sampler can carry it through `lax.while_loop`. Attention is `jax.nn.dot_product_attention`, which
+uses a fused kernel (cuDNN flash attention) on GPUs.
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from artjax.errors import ArtjaxError
+from artjax.models import MODELS
+
+
+def rotary(x, positions, base: float = 10000.0):
+  """Rotary position embedding (Su et al. 2021; GPT-NeoX half-split layout). x: (B, T, H, D); positions: (T,)."""
+  d = x.shape[-1]
+  freq = base ** (-jnp.arange(0, d // 2, dtype=jnp.float32) * 2.0 / d)
+  angle = positions.astype(jnp.float32)[:, None] * freq[None, :]  # (T, D/2)
+  cos, sin = jnp.cos(angle)[None, :, None, :], jnp.sin(angle)[None, :, None, :]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+  num_heads: int
+  dropout: float
+  rotary: bool
+  use_bias: bool
+  proj_init_std: float
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x, positions, cache=None, train=False):
+    b, t, c = x.shape
+    h = self.num_heads
+    dense = lambda n, std, name: nn.Dense(n, use_bias=self.use_bias, dtype=self.dtype, name=name,
+                                          kernel_init=nn.initializers.normal(std))
+    q, k, v = jnp.split(dense(3 * c, 0.02, "qkv")(x).reshape(b, t, 3 * h, c // h), 3, axis=2)
+    if self.rotary:
+      q, k = rotary(q, positions), rotary(k, positions)
+    if cache is None:
+      y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    else:
+      ck, cv = cache
+      ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, positions[0], 0, 0))
+      cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, positions[0], 0, 0))
+      mask = jnp.arange(ck.shape[1])[None, :] <= positions[:, None]  # (T, S): causal over absolute positions
+      y = jax.nn.dot_product_attention(q, ck.astype(q.dtype), cv.astype(q.dtype), mask=mask[None, None])
+      cache = (ck, cv)
+    y = dense(c, self.proj_init_std, "proj")(y.reshape(b, t, c))
+    return nn.Dropout(self.dropout)(y, deterministic=not train), cache
+
+
+class Block(nn.Module):
+  num_heads: int
+  mlp_ratio: int
+  dropout: float
+  rotary: bool
+  use_bias: bool
+  proj_init_std: float
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x, positions, cache=None, train=False):
+    ln = lambda name: nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name=name)
+    y, cache = CausalSelfAttention(self.num_heads, self.dropout, self.rotary, self.use_bias, self.proj_init_std,
+                                   self.dtype, name="attn")(ln("ln1")(x), positions, cache, train)
+    x = x + y
+    c = x.shape[-1]
+    y = nn.Dense(self.mlp_ratio * c, use_bias=self.use_bias, dtype=self.dtype, name="fc",
+                 kernel_init=nn.initializers.normal(0.02))(ln("ln2")(x))
+    y = nn.Dense(c, use_bias=self.use_bias, dtype=self.dtype, name="fc_proj",
+                 kernel_init=nn.initializers.normal(self.proj_init_std))(nn.gelu(y))
+    return x + nn.Dropout(self.dropout)(y, deterministic=not train), cache
+
+
+class Transformer(nn.Module):
+  """GPT: token (+ learned position) embedding, `num_layers` pre-LN blocks, final LN, (tied) LM head."""
+
+  vocab_size: int
+  num_layers: int = 4
+  num_heads: int = 4
+  emb_dim: int = 128
+  max_len: int = 64  # context window: learned positions exist only up to here; samplers slide within it
+  dropout: float = 0.0
+  positions: str = "learned"  # 'learned' | 'rotary'
+  tie_weights: bool = True
+  mlp_ratio: int = 4
+  use_bias: bool = False
+  dtype: str = "float32"  # compute dtype ('bfloat16' on GPUs/TPUs); params and logits stay float32
+
+  def setup(self):
+    if self.positions not in ("learned", "rotary"):
+      raise ArtjaxError(f"model.positions must be 'learned' or 'rotary', not {self.positions!r}")
+    if self.emb_dim % self.num_heads or (self.positions == "rotary" and (self.emb_dim // self.num_heads) % 2):
+      raise ArtjaxError(f"model.emb_dim {self.emb_dim} must split into {self.num_heads} heads "
+                        f"(of even size for rotary positions)")
+    init = nn.initializers.normal(0.02)
+    self.wte = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=init)
+    if self.positions == "learned":
+      self.wpe = nn.Embed(self.max_len, self.emb_dim, embedding_init=init)
+    # GPT-2: residual projections scaled by 1/sqrt(2 * layers) so the residual stream keeps its scale.
+    proj_std = 0.02 / math.sqrt(2 * self.num_layers)
+    self.blocks = [Block(self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rotary", self.use_bias,
+                         proj_std, jnp.dtype(self.dtype), name=f"block{i}") for i in range(self.num_layers)]
+    self.ln_f = nn.LayerNorm(use_bias=self.use_bias, dtype=jnp.dtype(self.dtype))
+    if not self.tie_weights:
+      self.head = nn.Dense(self.vocab_size, use_bias=False, kernel_init=init)
+    self.drop = nn.Dropout(self.dropout)
+
+  def _forward(self, tokens, positions, caches, train):
+    x = self.wte(tokens)
+    if self.positions == "learned":
+      x = x + self.wpe(positions)[None]
+    x = self.drop(x.astype(jnp.dtype(self.dtype)), deterministic=not train)
+    new_caches = []
+    for i, block in enumerate(self.blocks):
+      x, cache = block(x, positions, None if caches is None else caches[i], train)
+      new_caches.append(cache)
+    x = self.ln_f(x).astype(jnp.float32)
+    logits = self.wte.attend(x) if self.tie_weights else self.head(x)
+    return logits, new_caches
+
+  def __call__(self, tokens, train: bool = False):
+    if tokens.shape[1] > self.max_len:
+      raise ArtjaxError(f"sequence of {tokens.shape[1]} tokens is longer than model.max_len={self.max_len}")
+    return self._forward(tokens, jnp.arange(tokens.shape[1]), None, train)[0]
+
+  def decode(self, tokens, cache, pos, length=None):
+    """Logits of `tokens` placed at positions pos.. (all < max_len), attending to the cache; updates the cache."""
+    del length  # cache entries past the valid tokens are never attended to, and are overwritten later
+    logits, caches = self._forward(tokens, pos + jnp.arange(tokens.shape[1]), cache, False)
+    return logits, caches
+
+  def init_cache(self, batch: int, length: int | None = None):
+    """An empty cache for `batch` sequences of up to `length` (default max_len) positions."""
+    length = length or self.max_len
+    shape = (batch, length, self.num_heads, self.emb_dim // self.num_heads)
+    return [(jnp.zeros(shape, jnp.dtype(self.dtype)), jnp.zeros(shape, jnp.dtype(self.dtype)))
+            for _ in range(self.num_layers)]
+
+
+MODELS.register("transformer")(Transformer)
