@@ -5,6 +5,10 @@
       [--label 3 --guidance 2 --sampler ddim --steps 50 --eta 0]     # sampling options of the family
       [--inception pt_inception.npz]                                 # Inception-v3 features instead
   python -m artjax.evaluate --workdir DIR --feature_net CLASSIFIER_WORKDIR --reference_only  # the "floor"
+  python -m artjax.evaluate --workdir DIR [--split val] [--step N | --all]   # language models
+
+Language models (methods with split evaluation) get the exact loss in nats/token and bits per character
+over the whole --split (every token once, in order); no feature net or sampling is involved.
 
 Per checkpoint step: FID, IS (the classifier's confidence and diversity), precision and recall
 (Kynkaanniemi et al. 2019, k=3) of --num samples against the test split of the run's own dataset, in
@@ -54,6 +58,8 @@ _NLL_SAMPLES = flags.DEFINE_integer("nll_samples", None, "Importance samples per
 _NLL_BATCH = flags.DEFINE_integer("nll_batch", 50, "Test examples per compiled NLL call.")
 _REFERENCE_ONLY = flags.DEFINE_bool("reference_only", False, "Print the floor instead: FID/precision/recall of "
                                     "--num train examples against the test reference, and classifier accuracy.")
+_SPLIT = flags.DEFINE_string("split", "val", "Split scored by methods with exact split evaluation (language "
+                             "models: loss and bits per character over all of it).")
 _OPTIONS = define_option_flags()  # --label --guidance --sampler --steps --eta, as artjax.sample
 flags.mark_flags_as_required(["workdir"])
 
@@ -183,7 +189,22 @@ def evaluate_step(workdir, step, net, ref, settings, options, num):
   return row
 
 
+def evaluate_step_split(workdir, step, split):
+  """Exact metrics of one checkpoint over a whole data split (language models)."""
+  from artjax.eval.split import evaluate_split
+  from artjax.sampling import load
+
+  t = time.perf_counter()
+  config, method, params, model_state = load(workdir, step, _EMA.value)
+  metrics = evaluate_split(method, params, model_state, config.data, split, _BATCH.value, progress=True)
+  return {"step": step, "split": split, **metrics, "seconds": round(time.perf_counter() - t, 2),
+          "device": device_name(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
 def summary(row) -> str:
+  if "fid" not in row:  # split metrics
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k in ("loss", "bpc", "bpb"))
+    return f"step {row['step']}: {row['split']} {shown}  ({int(row['tokens'])} tokens, {row['seconds']:.1f}s)"
   parts = [f"FID {row['fid']:.3f}", f"IS {row['is']:.3f}", f"precision {row['precision']:.3f}",
            f"recall {row['recall']:.3f}"]
   if "nll" in row:
@@ -210,7 +231,6 @@ def main(argv):
     raise ArtjaxError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)  # Orbax warns about read-only managers
-  from artjax.eval.reference import reference_stats
   from artjax.sampling import load
   from artjax.train.checkpoint import open_for_reading
 
@@ -224,17 +244,31 @@ def main(argv):
   steps = finalized_steps(workdir)
   if not steps:
     raise ArtjaxError(f"no checkpoints in {workdir / 'checkpoints'} (has the run saved one yet?)")
-  config = load(workdir, steps[-1])[0]
+  config, method = load(workdir, steps[-1])[:2]
+  out = workdir / "eval" / "metrics.jsonl"
+  out.parent.mkdir(parents=True, exist_ok=True)
+  from artjax.eval.split import supports
+
+  if supports(method) and method.output_kind != "image":
+    settings = {"split": _SPLIT.value, "ema": _EMA.value, "batch": _BATCH.value}
+    score = lambda step: evaluate_step_split(workdir, step, _SPLIT.value)
+  else:
+    settings, score = image_settings(config, method, workdir)
+    if settings is None:
+      return
+  _run_steps(workdir, steps, config, out, settings, score)
+
+
+def image_settings(config, method, workdir):
+  """(settings, step -> metrics row) of the sample-quality evaluation, or (None, None) after --reference_only."""
+  from artjax.eval.reference import reference_stats
+
   num = _NUM.value or int(eval_section(config).get("num_samples", None) or DEFAULT_NUM)
   net = make_feature_net(config, workdir)
   ref = reference_stats(config.data, net, _STATS_DIR.value, _REF_NUM.value, split=_REF_SPLIT.value, log=_say)
   if _REFERENCE_ONLY.value:
     reference_floor(config, net, ref, num)
-    return
-
-  from artjax import methods
-
-  method = methods.build(config)
+    return None, None
   options = sample_options(config)
   method.check_options(options)
   settings = {"num": num, "seed": _SEED.value, "batch": _BATCH.value, "ema": _EMA.value,
@@ -244,9 +278,11 @@ def main(argv):
     settings["is_splits"] = _IS_SPLITS.value
   if hasattr(method, "log_likelihood"):
     settings["nll_num"], settings["nll_samples"] = nll_settings(config)
-  out = workdir / "eval" / "metrics.jsonl"
-  out.parent.mkdir(parents=True, exist_ok=True)
+  return settings, lambda step: evaluate_step(workdir, step, net, ref, settings, options, num)
 
+
+def _run_steps(workdir, steps, config, out, settings, score):
+  """Scores the requested steps (--step, --all, --watch) not already in `out` with these settings."""
   announced = set()
 
   def run(todo):
@@ -258,7 +294,7 @@ def main(argv):
         announced.add(step)
         continue
       try:
-        row = evaluate_step(workdir, step, net, ref, settings, options, num)
+        row = score(step)
       except ArtjaxError:
         if _WATCH.value and step not in finalized_steps(workdir):
           _say(f"step {step}: deleted by the trainer before it could be evaluated; skipped")

@@ -79,6 +79,9 @@ def test_seed_determinism_greedy_and_top_k_1():
   greedy = s(1, temperature=0.0)
   assert len(set(greedy)) == 1  # greedy ignores the key: every row is the same
   assert s(5, temperature=1.3, top_k=1) == greedy
+  compiled = method._loop._cache_size()
+  method.sample(params, {}, jax.random.key(0), 4, prompt="a longer prompt", max_tokens=50)
+  assert method._loop._cache_size() == compiled  # new prompt and length in the same bucket: no recompile
 
 
 def test_filter_logits_top_k_top_p():
@@ -147,6 +150,12 @@ def test_train_eval_and_sample_cli(tmp_path):
   assert list((work / "samples").glob("*.txt"))
   saved = json.loads((work / "config.json").read_text())
   assert "春" in saved["data"]["vocab"]  # the vocabulary travels with the run
+  p = run_cli("-m", "artjax.evaluate", "--workdir", str(work), "--batch", "8")
+  assert p.returncode == 0, p.stderr
+  row = json.loads((work / "eval" / "metrics.jsonl").read_text().splitlines()[-1])
+  n = len(text.read_text(encoding="utf-8"))
+  assert row["split"] == "val" and row["tokens"] == n - int(n * 0.9) - 1  # every val target once
+  assert f"val loss {row['loss']:.4f}" in p.stdout
   text.unlink()  # sampling needs only the checkpoint
   out = tmp_path / "s.json"
   p = run_cli("-m", "artjax.sample", "--workdir", str(work), "--prompt", "ROMEO:", "--max-tokens", "25",
@@ -179,3 +188,13 @@ def test_evaluate_split_counts_every_val_target_once(tmp_path):
     m = evaluate_split(method, params, {}, config.data, "val", batch)
     assert m["tokens"] == n_val - 1  # every target in the val text once (its first char has no context)
     assert np.isfinite(m["loss"]) and m["bpc"] == pytest.approx(m["loss"] / np.log(2))
+
+
+def test_shakespeare_config_trains_from_tfds_mock(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from conftest import smoke_config
+  config = smoke_config("configs/text/shakespeare_char.py:smoke", **{"data.name": "tfds_text", "total_steps": 2})
+  with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
+    state = train(config, tmp_path, progress=False)
+  assert int(state.step) == 2
+  assert json.loads((tmp_path / "config.json").read_text())["data"]["vocab"]

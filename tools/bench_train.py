@@ -59,6 +59,8 @@ def main(argv):
       "gflops_per_step": round(flops / 1e9, 1), "achieved_gflops_per_sec": round(flops / 1e9 / step_sec, 1),
       "loader_batches_per_sec": round(1 / loader_sec, 1),
   }
+  if config.data.get("seq_len"):  # language models: training throughput in tokens
+    result["tokens_per_sec"] = round(config.batch_size * config.data.seq_len / step_sec, 1)
   print(json.dumps(result))
   if _JSON.value:
     with open(_JSON.value, "w") as f:

@@ -188,11 +188,8 @@ class AutoRegressive(SingleLossMethod):
       max_tokens = len(allowed)
     if tok.eos_id is not None:
       ids = [tok.eos_id] + ids  # document models were trained on <eos> poem <eos>
-    elif not ids:
-      start = tok.encode("\n") if "\n" in tok.token_strings() else None
-      if start is None:
-        raise ArtjaxError("this model needs a --prompt (its vocabulary has no start token and no newline)")
-      ids = list(start)
+    elif not ids:  # unprompted: start after a newline, as nanoGPT does (or the first character)
+      ids = [tok.token_strings().index("\n") if "\n" in tok.token_strings() else 0]
     max_tokens = int(mc.get("sample_tokens", 256) if max_tokens is None else max_tokens)
     if max_tokens <= 0:
       raise ArtjaxError(f"max_tokens must be positive, got {max_tokens}")

@@ -26,7 +26,9 @@ def get_config(arg=None):
   c.total_steps = 2000
   c.batch_size = 12
 
-  c.data = dict(name="text", path="", seq_len=64, val_fraction=0.1, tokenizer="char", vocab="", specials=[],
+  # TFDS instead: --config.data.name=tfds_text --config.data.tfds_data_dir=DIR (prepared as array_record)
+  c.data = dict(name="text", path="", tfds_name="tiny_shakespeare", tfds_data_dir="",
+                seq_len=64, val_fraction=0.1, tokenizer="char", vocab="", specials=[],
                 min_count=1, shuffle=True, num_threads=1)
   c.model = dict(name="transformer", num_layers=4, num_heads=4, emb_dim=128, max_len=64, dropout=0.0,
                  positions="learned", tie_weights=True, use_bias=False, dtype="float32")

@@ -17,7 +17,9 @@ def get_config(arg=None):
   c.total_steps = 2000
   c.batch_size = 32
 
-  c.data = dict(name="text", path="", seq_len=64, val_fraction=0.1, tokenizer="char", vocab="", specials=[],
+  # TFDS instead: --config.data.name=tfds_text --config.data.tfds_data_dir=DIR (prepared as array_record)
+  c.data = dict(name="text", path="", tfds_name="tiny_shakespeare", tfds_data_dir="",
+                seq_len=64, val_fraction=0.1, tokenizer="char", vocab="", specials=[],
                 min_count=1, shuffle=True, num_threads=1)
   c.model = dict(name="lstm", emb_dim=128, hidden_dim=256, num_layers=2, dropout=0.0, max_len=128,
                  tie_weights=False)
