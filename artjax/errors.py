@@ -31,6 +31,8 @@ def _underscore_flag(arg: str, defined) -> str:
     return arg
   name, sep, value = arg[2:].partition("=")
   fixed = name.replace("-", "_")
+  if fixed.startswith("no_") and fixed[3:] in defined:  # --no-cache -> --nocache
+    fixed = "no" + fixed[3:]
   base = fixed[2:] if fixed.startswith("no") and fixed[2:] in defined else fixed
   return f"--{fixed}{sep}{value}" if base in defined else arg
 

@@ -28,7 +28,19 @@ def define_option_flags():
                                   "(converted with OpenCC)."),
       "cache": flags.DEFINE_bool("cache", None, "KV-cache decoding (--nocache: re-run the model per token)."),
   }
-  return lambda: {name: flag.value for name, flag in defined.items() if flag.value is not None}
+
+  def given():
+    options = {name: flag.value for name, flag in defined.items() if flag.value is not None}
+    if "stop" in options:  # a shell passes --stop "\n\n" as backslash-n: read it as the escape it means
+      options["stop"] = [_unescape(x) for x in options["stop"]]
+    return options
+
+  return given
+
+
+def _unescape(text: str) -> str:
+  """Python string escapes (\\n, \\t, \\u2028...) in `text` decoded; other characters (e.g. CJK) kept."""
+  return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
 def load(workdir, step=None, ema=True):
@@ -54,11 +66,13 @@ def generate(method, params, model_state, num: int, seed: int, batch: int = 256,
   if num <= 0:
     raise errors.ArtjaxError(f"--num must be positive, got {num}")
   method.check_options(options)
-  if not getattr(method, "traceable_sample", True):  # the method compiles its own loop (text)
-    return method.sample(params, model_state, jax.random.key(seed), num, **options)
   batch = min(batch, num)
-  fn = jax.jit(lambda p, ms, rng: method.sample(p, ms, rng, batch, **options))
   key = jax.random.key(seed)
+  if not getattr(method, "traceable_sample", True):  # the method compiles its own loop (text)
+    return [x for i in range(-(-num // batch))
+            for x in method.sample(params, model_state, jax.random.fold_in(key, i), min(batch, num - i * batch),
+                                   **options)]
+  fn = jax.jit(lambda p, ms, rng: method.sample(p, ms, rng, batch, **options))
   chunks = [np.asarray(fn(params, model_state, jax.random.fold_in(key, i))) for i in range(-(-num // batch))]
   return np.concatenate(chunks)[:num]
 

@@ -102,3 +102,28 @@ def test_two_process_training_run_matches_one_process(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     outs.append(np.load(out).astype(np.int32))
   assert np.abs(outs[0] - outs[1]).max() <= 2
+
+
+def test_language_model_two_processes_match_one(tmp_path):
+  """A text run in 2 processes x 2 devices: same validation loss (exact split eval across hosts) as 1 process."""
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("".join(np.random.default_rng(0).choice(list("abcdefgh \n"), 4000)))
+  common = ["-m", "artjax.train", "--config", "configs/text/shakespeare_char.py:smoke", f"--config.data.path={corpus}"]
+  single = subprocess.run([sys.executable, *common, "--workdir", str(tmp_path / "one")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert single.returncode == 0, single.stderr[-3000:]
+  coord = f"127.0.0.1:{free_port()}"
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  procs = [subprocess.Popen([sys.executable, *common, "--workdir", str(tmp_path / "two"), "--coordinator_address",
+                             coord, "--num_processes", "2", "--process_id", str(i)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  val = lambda text: [line for line in text.splitlines() if line.startswith("step 4: val loss")]
+  one, two = val(single.stdout + single.stderr), val(outs[0][0] + outs[0][1])
+  assert one and two
+  a, b = (float(lines[0].split()[4].rstrip(",")) for lines in (one, two))
+  assert abs(a - b) < 1e-4, (one, two)
+  assert (tmp_path / "two" / "samples" / "step_0000004.txt").is_file()

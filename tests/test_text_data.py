@@ -239,18 +239,21 @@ def test_tfds_text_source_with_mock(tmp_path, monkeypatch):
   monkeypatch.setattr(tfds, "data_source", spy)
   data_dir = tmp_path / "tfds"
   with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
-    raw = real("tiny_shakespeare", split="validation", data_dir=str(data_dir), download=False)
-    expected = "".join(raw[i]["text"] for i in range(len(raw)))
+    joined = "".join(t for split in ("train", "validation", "test")
+                     for t in (lambda raw: [raw[i]["text"] for i in range(len(raw))])(
+                         real("tiny_shakespeare", split=split, data_dir=str(data_dir), download=False)))
     config = text.resolve(_config(name="tfds_text", tfds_data_dir=str(data_dir), seq_len=4))
-    assert config.data.vocab == "".join(sorted(set(expected)))
+    assert config.data.vocab == "".join(sorted(set(joined)))
     tok = Tokenizer.from_config(config.data)
     val = make_source(config.data, "val")
     train = make_source(config.data, "train")
-  assert ("tiny_shakespeare", "validation", False) in calls and ("tiny_shakespeare", "train", False) in calls
+  assert {("tiny_shakespeare", s, False) for s in ("train", "validation", "test")} <= set(calls)
   assert all(download is False for _, _, download in calls)
-  assert tok.decode(val.tokens) == expected
-  assert tok.decode(train[1]["tokens"]) == expected[1:6]  # the mock's splits hold the same examples
-  assert sum(float(val[i]["mask"].sum()) for i in range(len(val))) == len(expected) - 1
+  # The splits joined in order, then nanoGPT's 90/10 (TFDS's validation split alone is only 5%).
+  n_train = int(len(joined) * 0.9)
+  assert tok.decode(train.tokens) == joined[:n_train] and tok.decode(val.tokens) == joined[n_train:]
+  assert tok.decode(train[1]["tokens"]) == joined[1:6]
+  assert sum(float(val[i]["mask"].sum()) for i in range(len(val))) == len(joined) - n_train - 1
   assert not data_dir.exists()  # nothing downloaded or prepared
 
 
@@ -295,9 +298,10 @@ def test_tfds_text_source_on_prepared_dataset(tiny_text_dir):
   assert config.data.vocab == "".join(sorted(set("".join(sum(TINY_TEXT.values(), [])))))  # all splits
   tok = Tokenizer.from_config(config.data)
   train, val = make_source(config.data, "train"), make_source(config.data, "val")
-  assert tok.decode(train.tokens) == "First Citizen:\n白日依山"
-  assert tok.decode(val.tokens) == "val text"
-  assert tok.decode(train[14]["tokens"]) == "\n白日依山"
+  joined = "First Citizen:\n白日依山val textxyz"  # train, validation, test in order; then 90/10
+  n_train = int(len(joined) * 0.9)
+  assert tok.decode(train.tokens) == joined[:n_train] and tok.decode(val.tokens) == joined[n_train:]
+  assert tok.decode(train[14]["tokens"]) == joined[14:19]
 
 
 def test_tfds_text_unprepared_is_a_clear_error(tmp_path):

@@ -11,13 +11,15 @@ import numpy as np
 
 from artjax.data.sources import SOURCES
 from artjax.errors import ArtjaxError
+from artjax.registry import Registry
 
 EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "val")
-STREAM_SOURCES = ("text", "tfds_text")  # one long stream of characters, cut into windows
-DOCUMENT_SOURCES = ("chinese_poetry",)  # one example per document, framed by <eos>
-TEXT_SOURCES = STREAM_SOURCES + DOCUMENT_SOURCES
+# Text source name -> `fn(data_cfg) -> list of documents` (the whole corpus, all splits, in order): what
+# the vocabulary is built from. A stream corpus is one document; `documents=True` marks corpora whose
+# documents are separate, <eos>-framed examples (poems).
+CORPORA = Registry("text corpus")
 
 
 class Tokenizer:
@@ -133,7 +135,12 @@ class Tokenizer:
 
 def is_text(data_cfg) -> bool:
   """Whether `data_cfg.name` is one of the text sources."""
-  return data_cfg.get("name", None) in TEXT_SOURCES
+  return data_cfg.get("name", None) in CORPORA
+
+
+def is_documents(data_cfg) -> bool:
+  """Whether the corpus is separate <eos>-framed documents (poems), not one stream."""
+  return getattr(CORPORA.get(data_cfg.name), "documents", False)
 
 
 def _check_split(data_cfg, split: str):
@@ -187,11 +194,6 @@ def _read_text(path: pathlib.Path) -> str:
     raise ArtjaxError(f"cannot read text file {str(path)!r} as UTF-8: {e}") from None
 
 
-def _tfds_split_names(data_cfg) -> dict:
-  return {"train": data_cfg.get("tfds_train_split", "train"),
-          "val": data_cfg.get("tfds_val_split", "validation")}
-
-
 def _tfds_texts(data_cfg, tfds_split: str) -> list[str]:
   """The `text_key` feature of every example of one TFDS split (array_record, never downloads)."""
   import tensorflow_datasets as tfds
@@ -218,16 +220,14 @@ def _tfds_texts(data_cfg, tfds_split: str) -> list[str]:
   return texts
 
 
-def _tfds_all_splits(data_cfg) -> list[str]:
-  """Every split the prepared dataset has (sorted), or the two this source reads if TFDS lists none."""
-  import tensorflow_datasets as tfds
+def _tfds_stream(data_cfg) -> str:
+  """The TFDS splits `data_cfg.tfds_splits` (default train, validation, test) joined in order.
 
-  try:
-    names = sorted(tfds.builder(data_cfg.get("tfds_name", "") or "tiny_shakespeare",
-                                data_dir=data_cfg.get("tfds_data_dir", "") or None).info.splits)
-  except Exception:  # unknown or unprepared: reading the splits below raises the clear error
-    names = []
-  return names or list(_tfds_split_names(data_cfg).values())
+  For tiny_shakespeare that is input.txt exactly, so the 90/10 split below is nanoGPT's (TFDS's own
+  validation split is only the 5% after train).
+  """
+  splits = list(data_cfg.get("tfds_splits", None) or ["train", "validation", "test"])
+  return "".join(t for s in splits for t in _tfds_texts(data_cfg, s))
 
 
 def _poem_files(data_cfg) -> list[pathlib.Path]:
@@ -282,15 +282,10 @@ def _load_poems(data_cfg) -> list[str]:
 
 
 def load_documents(data_cfg) -> list[str]:
-  """The whole corpus in a deterministic order: text files, TFDS examples (all splits) or poems."""
-  name = data_cfg.get("name", None)
-  if name == "text":
-    return [_read_text(f) for f in _text_files(data_cfg)]
-  if name == "tfds_text":
-    return [t for s in _tfds_all_splits(data_cfg) for t in _tfds_texts(data_cfg, s)]
-  if name == "chinese_poetry":
-    return _load_poems(data_cfg)
-  raise ArtjaxError(f"{name!r} is not a text source ({', '.join(TEXT_SOURCES)})")
+  """The whole corpus in a deterministic order: one stream (text files, TFDS splits joined) or the poems."""
+  if not is_text(data_cfg):
+    raise ArtjaxError(f"{data_cfg.get('name', None)!r} is not a text source ({', '.join(CORPORA.names())})")
+  return CORPORA.get(data_cfg.name)(data_cfg)
 
 
 def build_vocab(data_cfg) -> tuple[str, tuple]:
@@ -302,7 +297,7 @@ def build_vocab(data_cfg) -> tuple[str, tuple]:
   chars = "".join(sorted(c for c, k in counts.items() if k >= min_count))
   if not chars:
     raise ArtjaxError(f"no character of the {data_cfg.name!r} corpus occurs min_count={min_count} times")
-  specials = (EOS,) if data_cfg.name in DOCUMENT_SOURCES else ()
+  specials = (EOS,) if is_documents(data_cfg) else ()
   if len(chars) < len(counts):
     specials += (UNK,)
   return chars, specials
@@ -318,7 +313,7 @@ def resolve(config):
     return config
   if data_cfg.get("tokenizer", "char") == "byte":
     # Bytes need no corpus pass: only the framing token of document corpora.
-    chars, specials = "", ((EOS,) if data_cfg.name in DOCUMENT_SOURCES else ())
+    chars, specials = "", ((EOS,) if is_documents(data_cfg) else ())
   else:
     chars, specials = build_vocab(data_cfg)
   config = config.copy_and_resolve_references()
@@ -397,25 +392,31 @@ def _stream_source(text: str, data_cfg, split: str, what: str) -> WindowSource:
   return WindowSource(tokens, _seq_len(data_cfg), split, pad, what)
 
 
+@CORPORA.register("text")
+def _text_corpus(data_cfg) -> list[str]:
+  return ["".join(_read_text(f) for f in _text_files(data_cfg))]
+
+
 @SOURCES.register("text")
 def text_source(data_cfg, split: str) -> WindowSource:
   """A .txt file or every *.txt under a directory (sorted, concatenated): the first 1 - val_fraction
   of the characters is 'train', the rest 'val'."""
   _check_split(data_cfg, split)
-  files = _text_files(data_cfg)
-  return _stream_source("".join(_read_text(f) for f in files), data_cfg, split, repr(data_cfg.path))
+  return _stream_source(_text_corpus(data_cfg)[0], data_cfg, split, repr(data_cfg.path))
+
+
+@CORPORA.register("tfds_text")
+def _tfds_corpus(data_cfg) -> list[str]:
+  return [_tfds_stream(data_cfg)]
 
 
 @SOURCES.register("tfds_text")
 def tfds_text_source(data_cfg, split: str) -> WindowSource:
-  """A prepared TFDS text dataset (default tiny_shakespeare): the examples of the split, concatenated;
-  'val' reads TFDS's 'validation'."""
+  """A prepared TFDS text dataset (default tiny_shakespeare): its splits joined into one stream, then
+  cut like `text` (first 1 - val_fraction 'train', the rest 'val')."""
   _check_split(data_cfg, split)
-  text = "".join(_tfds_texts(data_cfg, _tfds_split_names(data_cfg)[split]))
-  tok = Tokenizer.from_config(data_cfg)
-  pad = tok.eos_id if tok.eos_id is not None else 0
   name = data_cfg.get("tfds_name", "") or "tiny_shakespeare"
-  return WindowSource(tok.encode(text), _seq_len(data_cfg), split, pad, f"TFDS {name!r}")
+  return _stream_source(_tfds_stream(data_cfg), data_cfg, split, f"TFDS {name!r}")
 
 
 def poem_in_val(poem: str, val_fraction: float) -> bool:
@@ -449,6 +450,10 @@ class DocumentSource:
 
   def __repr__(self):
     return f"DocumentSource({self.name}, n={len(self)}, seq_len={self.seq_len})"
+
+
+CORPORA.register("chinese_poetry")(_load_poems)
+_load_poems.documents = True
 
 
 @SOURCES.register("chinese_poetry")

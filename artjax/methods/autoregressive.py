@@ -31,7 +31,10 @@ def token_nll(logits, targets):
 
 
 def filter_logits(logits, temperature, top_k, top_p):
-  """Temperature, then top-k (0: off), then nucleus top-p (1: off) on (B, V) logits; filtered ones become -inf."""
+  """Temperature, then top-k (0: off), then nucleus top-p (1: off) on (B, V) logits; filtered ones become -inf.
+
+  Ties with the k-th logit are kept (so top_k=1 may keep several exactly equal maxima).
+  """
   logits = logits / jnp.maximum(temperature, 1e-6)
   desc = -jnp.sort(-logits, axis=-1)
   kth = jax.lax.dynamic_index_in_dim(desc, jnp.clip(top_k - 1, 0, logits.shape[-1] - 1), axis=1)
@@ -41,7 +44,8 @@ def filter_logits(logits, temperature, top_k, top_p):
   # Keep the smallest prefix whose mass reaches top_p: tokens whose preceding mass is still < top_p.
   keep = jnp.sum((jnp.cumsum(probs, axis=-1) - probs) < top_p, axis=-1, keepdims=True)
   cutoff = jnp.take_along_axis(desc, jnp.maximum(keep - 1, 0), axis=-1)
-  return jnp.where(logits < cutoff, -jnp.inf, logits)
+  # top_p = 1 must keep everything: the float32 running sum can reach 1 before the tail does.
+  return jnp.where((top_p < 1.0) & (logits < cutoff), -jnp.inf, logits)
 
 
 def pick_tokens(logits, rng, temperature, top_k, top_p):
@@ -124,7 +128,10 @@ class AutoRegressive(SingleLossMethod):
       raise ArtjaxError("config.data has no vocabulary: pass the config through artjax.data.text.resolve()")
     self.model = models.build(config.model, vocab_size=self.tokenizer.vocab_size)
     self.tx = make_optimizer(config.optimizer, config.total_steps)
-    self.window = int(config.model.get("max_len", config.data.seq_len))
+    # Sample within the context the model was trained on (learned positions past it are untrained).
+    self.window = min(int(config.model.get("max_len", config.data.seq_len)), int(config.data.seq_len))
+    if self.window < 2:
+      raise ArtjaxError(f"the sampling window (min of model.max_len and data.seq_len) must be >= 2, got {self.window}")
     self._loop = jax.jit(functools.partial(decode_loop, self.model), static_argnames=("steps", "use_cache", "keep"))
 
   def init(self, rng, batch):
@@ -169,6 +176,9 @@ class AutoRegressive(SingleLossMethod):
     out = self._loop(params, jnp.asarray(window), jnp.int32(len(prompt_ids)), rng, jnp.int32(max_tokens),
                      jnp.float32(temperature), jnp.int32(top_k), jnp.float32(top_p), jnp.int32(eos), allowed,
                      steps=steps, use_cache=bool(cache), keep=max(1, self.window // 2))
+    if not out.is_fully_addressable:  # params spread over hosts: every process gets all rows
+      from jax.experimental import multihost_utils
+      out = multihost_utils.process_allgather(out, tiled=True)
     return np.asarray(out)[:, :max_tokens]
 
   def sample(self, params, model_state, rng, num, prompt="", max_tokens=None, temperature=None, top_k=0,

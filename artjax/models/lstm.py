@@ -9,6 +9,7 @@ The "cache" of an RNN is its carry, so cached decoding costs O(1) per token.
 import flax.linen as nn
 import jax.numpy as jnp
 
+from artjax.errors import ArtjaxError
 from artjax.models import MODELS
 
 
@@ -18,7 +19,7 @@ class LSTMLM(nn.Module):
   hidden_dim: int = 512
   num_layers: int = 2
   dropout: float = 0.0  # between layers (Zaremba et al. 2014), not on the recurrent connections
-  max_len: int = 256  # decoding window the sampler uses (the model itself has no position limit)
+  max_len: int = 256  # decoding window (capped by data.seq_len; the model itself has no position limit)
   tie_weights: bool = False  # needs emb_dim == hidden_dim
 
   def setup(self):
@@ -28,7 +29,7 @@ class LSTMLM(nn.Module):
     self.drop = nn.Dropout(self.dropout)
     if self.tie_weights:
       if self.emb_dim != self.hidden_dim:
-        raise ValueError("model.tie_weights needs model.emb_dim == model.hidden_dim")
+        raise ArtjaxError("model.tie_weights needs model.emb_dim == model.hidden_dim")
       self.bias = self.param("head_bias", nn.initializers.zeros, (self.vocab_size,))
     else:
       self.head = nn.Dense(self.vocab_size)

@@ -6,8 +6,9 @@ Two entry points share the weights:
                                         their keys/values are written into the cache, and each query attends
                                         to cached positions <= its own. A prompt (T > 1) or one token (T = 1).
 The cache is a plain pytree (one (k, v) pair of (B, S, heads, head_dim) per layer) from `init_cache`,
-so a sampler can carry it through `lax.while_loop`. Attention is `jax.nn.dot_product_attention`, which
-uses a fused kernel (cuDNN flash attention) on GPUs.
+so a sampler can carry it through `lax.while_loop`. Attention is `jax.nn.dot_product_attention`; the
+full causal pass asks it for the fused cuDNN (flash) kernel on GPUs in 16-bit compute (model.attention
+'auto'), since JAX's own default is still its XLA implementation.
 """
 
 import math
@@ -30,6 +31,16 @@ def rotary(x, positions, base: float = 10000.0):
   return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
 
 
+def attention_implementation(setting: str, dtype) -> str | None:
+  """'auto': cuDNN's fused kernel where it applies (GPU, 16-bit); 'xla' / 'cudnn' force one."""
+  if setting == "auto":
+    on_gpu = jax.default_backend() == "gpu"
+    return "cudnn" if on_gpu and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) else "xla"
+  if setting not in ("xla", "cudnn"):
+    raise ArtjaxError(f"model.attention must be 'auto', 'xla' or 'cudnn', not {setting!r}")
+  return setting
+
+
 class CausalSelfAttention(nn.Module):
   num_heads: int
   dropout: float
@@ -37,6 +48,7 @@ class CausalSelfAttention(nn.Module):
   use_bias: bool
   proj_init_std: float
   dtype: jnp.dtype
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x, positions, cache=None, train=False):
@@ -48,7 +60,8 @@ class CausalSelfAttention(nn.Module):
     if self.rotary:
       q, k = rotary(q, positions), rotary(k, positions)
     if cache is None:
-      y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+      y = jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                       implementation=attention_implementation(self.attention, self.dtype))
     else:
       ck, cv = cache
       ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, positions[0], 0, 0))
@@ -68,12 +81,13 @@ class Block(nn.Module):
   use_bias: bool
   proj_init_std: float
   dtype: jnp.dtype
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x, positions, cache=None, train=False):
     ln = lambda name: nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name=name)
     y, cache = CausalSelfAttention(self.num_heads, self.dropout, self.rotary, self.use_bias, self.proj_init_std,
-                                   self.dtype, name="attn")(ln("ln1")(x), positions, cache, train)
+                                   self.dtype, self.attention, name="attn")(ln("ln1")(x), positions, cache, train)
     x = x + y
     c = x.shape[-1]
     y = nn.Dense(self.mlp_ratio * c, use_bias=self.use_bias, dtype=self.dtype, name="fc",
@@ -97,6 +111,7 @@ class Transformer(nn.Module):
   mlp_ratio: int = 4
   use_bias: bool = False
   dtype: str = "float32"  # compute dtype ('bfloat16' on GPUs/TPUs); params and logits stay float32
+  attention: str = "auto"  # 'auto' (cuDNN flash attention on GPUs in 16-bit, else XLA) | 'xla' | 'cudnn'
 
   def setup(self):
     if self.positions not in ("learned", "rotary"):
@@ -111,7 +126,8 @@ class Transformer(nn.Module):
     # GPT-2: residual projections scaled by 1/sqrt(2 * layers) so the residual stream keeps its scale.
     proj_std = 0.02 / math.sqrt(2 * self.num_layers)
     self.blocks = [Block(self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rotary", self.use_bias,
-                         proj_std, jnp.dtype(self.dtype), name=f"block{i}") for i in range(self.num_layers)]
+                         proj_std, jnp.dtype(self.dtype), self.attention, name=f"block{i}")
+                   for i in range(self.num_layers)]
     self.ln_f = nn.LayerNorm(use_bias=self.use_bias, dtype=jnp.dtype(self.dtype))
     if not self.tie_weights:
       self.head = nn.Dense(self.vocab_size, use_bias=False, kernel_init=init)

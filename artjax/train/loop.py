@@ -103,7 +103,7 @@ class Trainer:
     self.val_source = None
     if self.eval_every and split_eval.supports(self.method):
       self.val_source = data.make_source(config.data, config.data.get("val_split", "val"))
-      self._eval_fn = jax.jit(self.method.eval_sums)
+      self._eval_fn = jax.jit(self.method.eval_sums, out_shardings=sharding.replicated(self.mesh))
 
   def _init(self, rng_data):
     batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in self.abstract_batch.items()}
@@ -205,12 +205,13 @@ class Trainer:
           scalars = {**metrics, "steps_per_sec": rate, "examples_per_sec": rate * cfg.batch_size}
           writer.write(step, scalars)
           bar.set_postfix({k: f"{float(v):.3g}" for k, v in list(metrics.items())[:4]}, refresh=False)
-        if sample_every and (step % sample_every == 0 or step == end) and lead:
+        if sample_every and (step % sample_every == 0 or step == end):  # all processes; process 0 writes
           self.write_samples(state, self.workdir / "samples" / f"step_{step:07d}{outputs.suffix(self.method.output_kind)}")
         if self.val_source is not None and (step % self.eval_every == 0 or step == end):
           val = self.evaluate(state)
           writer.write(step, {f"val_{k}": v for k, v in val.items()})
           _print(f"step {step}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items() if k != "tokens"))
+          t_last = time.perf_counter()  # keep evaluation time out of the next interval's steps/s
         if ckpt_every and step % ckpt_every == 0 and step != end:
           ckpt.save(step, state, cfg)
           saved = step

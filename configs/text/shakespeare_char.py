@@ -31,7 +31,8 @@ def get_config(arg=None):
                 seq_len=64, val_fraction=0.1, tokenizer="char", vocab="", specials=[],
                 min_count=1, shuffle=True, num_threads=1)
   c.model = dict(name="transformer", num_layers=4, num_heads=4, emb_dim=128, max_len=64, dropout=0.0,
-                 positions="learned", tie_weights=True, use_bias=False, dtype="float32")
+                 positions="learned", tie_weights=True, use_bias=False, dtype="float32",
+                 attention="auto")  # auto: cuDNN flash attention on GPUs in bf16, else XLA
   c.method = dict(name="autoregressive", sample_tokens=300, temperature=0.8)
   c.optimizer = dict(name="adamw", lr=1e-3, end_lr=1e-4, schedule="warmup_cosine", warmup_steps=100,
                      b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, weight_decay_on="matrices", grad_clip_norm=1.0)
