@@ -17,7 +17,7 @@ def test_every_config_loads_and_documents_its_command(path: pathlib.Path):
     c = load_config(str(path) + (f":{arg}" if arg else ""))
     for field in ("seed", "total_steps", "batch_size"):
       assert field in c, f"{path} lacks {field}"
-    assert "dir" in c.data
+    assert "dir" in c.data or "path" in c.data  # where the data lives (text: a file or directory)
   doc = path.read_text().split('"""')[1]
   rel = str(path.relative_to(ROOT))
   assert f"python -m artjax.train --config {rel}" in " ".join(doc.split()), "docstring must start with the command"
