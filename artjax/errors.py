@@ -37,11 +37,20 @@ def _underscore_flag(arg: str, defined) -> str:
   return f"--{fixed}{sep}{value}" if base in defined else arg
 
 
+def _takes_value(arg: str, defined) -> bool:
+  """Whether `arg` is a `--flag` (no `=`) whose value is the next argument."""
+  name = arg[2:] if arg.startswith("--") and "=" not in arg else ""
+  return name in defined and not defined[name].boolean
+
+
 def _parse_flags(argv):
   """absl flag parsing where a bad flag or config override is one line, not a traceback."""
   from absl import flags
 
-  argv = [_underscore_flag(a, flags.FLAGS) for a in argv]
+  fixed = []
+  for arg in argv:  # the value of a preceding `--flag VALUE` is left alone, even if it looks like a flag
+    fixed.append(arg if fixed and _takes_value(fixed[-1], flags.FLAGS) else _underscore_flag(arg, flags.FLAGS))
+  argv = fixed
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

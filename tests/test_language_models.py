@@ -185,7 +185,8 @@ def test_train_eval_and_sample_cli(tmp_path):
   assert len(got["samples"]) == 3 and all(s.startswith("ROMEO:") for s in got["samples"])
   assert got["max_tokens"] == 25 and got["seed"] == 7
   txt = tmp_path / "s.txt"
-  p = run_cli("-m", "artjax.sample", "--workdir", str(work), "--prompt", "ab", "--max_tokens", "10", "--out", str(txt))
+  p = run_cli("-m", "artjax.sample", "--workdir", str(work), "--prompt", "ab", "--max_tokens", "10", "--no-cache",
+              "--out", str(txt))
   assert p.returncode == 0, p.stderr
   assert txt.read_text(encoding="utf-8").startswith("ab")
   p = run_cli("-m", "artjax.sample", "--workdir", str(work), "--label", "3", "--out", str(txt))
