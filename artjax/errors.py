@@ -88,4 +88,17 @@ def run(main):
     except ArtjaxError as e:
       _fail(str(e))
 
+  sys.unraisablehook = _without_closed_loop_noise(sys.unraisablehook)
   app.run(wrapped, flags_parser=_parse_flags)
+
+
+def _without_closed_loop_noise(hook):
+  """`hook` (sys.unraisablehook), silent for "Event loop is closed": after a failed Orbax restore,
+  tensorstore threads still complete reads into the finished restore's event loop, and each report
+  would print a traceback over the one-line error. Nothing is lost: the restore has already failed."""
+  def unraisablehook(unraisable):
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and "Event loop is closed" in str(value):
+      return
+    hook(unraisable)
+  return unraisablehook
