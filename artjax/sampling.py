@@ -68,7 +68,7 @@ def generate(method, params, model_state, num: int, seed: int, batch: int = 256,
   method.check_options(options)
   batch = min(batch, num)
   key = jax.random.key(seed)
-  if not getattr(method, "traceable_sample", True):  # the method compiles its own loop (text)
+  if not method.traceable_sample:  # the method compiles its own loop (text)
     return [x for i in range(-(-num // batch))
             for x in method.sample(params, model_state, jax.random.fold_in(key, i), min(batch, num - i * batch),
                                    **options)]

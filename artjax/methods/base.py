@@ -48,6 +48,9 @@ class Method:
 
   output_kind = "image"  # selects the writer the sampling tool and the loop use for outputs.
   sample_options: tuple[str, ...] = ()  # keyword options `decode`/`sample` accept.
+  # False when `sample` does Python work around its own compiled loop (text: tokenizing, stop strings):
+  # callers then call it directly instead of wrapping it in jax.jit.
+  traceable_sample = True
 
   def __init__(self, config):
     self.config = config

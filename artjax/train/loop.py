@@ -136,7 +136,7 @@ class Trainer:
 
   def write_samples(self, state, path):
     """Samples on every process (the params may be sharded across hosts); process 0 writes the file."""
-    if not getattr(self.method, "traceable_sample", True):  # e.g. text: the method jits its own decode loop
+    if not self.method.traceable_sample:  # e.g. text: the method jits its own decode loop
       samples = self.method.sample(sampling_params(state.params, state.ema_params), state.model_state,
                                    jax.random.key(self.config.seed + 1), self.config.get("num_samples", 4))
       if jax.process_index() == 0:
