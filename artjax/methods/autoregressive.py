@@ -50,7 +50,10 @@ def filter_logits(logits, temperature, top_k, top_p):
 
 def pick_tokens(logits, rng, temperature, top_k, top_p):
   """Sampled tokens (B,), or the argmax when temperature == 0."""
-  sampled = jax.random.categorical(rng, filter_logits(logits, temperature, top_k, top_p), axis=-1)
+  # The two sorts of filter_logits are skipped per token when neither top-k nor top-p is on.
+  filtered = jax.lax.cond((top_k > 0) | (top_p < 1.0), lambda l: filter_logits(l, temperature, top_k, top_p),
+                          lambda l: l / jnp.maximum(temperature, 1e-6), logits)
+  sampled = jax.random.categorical(rng, filtered, axis=-1)
   return jnp.where(temperature > 0, sampled, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
 
 
