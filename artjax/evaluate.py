@@ -72,9 +72,9 @@ def _say(msg):
 
 def finalized_steps(workdir) -> list[int]:
   """Complete checkpoint steps (Orbax renames a step's tmp dir only when it is fully written)."""
-  from artjax.train.checkpoint import Checkpointer
+  from artjax.checkpoint import Reader
 
-  ckpt = Checkpointer(workdir, read_only=True)
+  ckpt = Reader(workdir)
   try:
     return sorted(ckpt.all_steps())
   finally:
@@ -101,10 +101,16 @@ def make_feature_net(config, workdir):
   path = _FEATURE_NET.value or eval_section(config).get("feature_net")
   if path:
     return ClassifierFeatures.from_workdir(path, batch=_BATCH.value)
-  if config.method.name == "classifier":  # --reference_only on the classifier's own run
+  if hasattr(methods_build(config), "features"):  # --reference_only on the classifier's own run
     return ClassifierFeatures.from_workdir(workdir, batch=_BATCH.value)
   raise ArtjaxError("no feature net: pass --feature_net CLASSIFIER_WORKDIR (a run of "
                     "configs/eval/classifier_mnist.py), set config.eval.feature_net, or pass --inception")
+
+
+def methods_build(config):
+  from artjax import methods
+
+  return methods.build(config)
 
 
 def compare(net, ref, feats, logits) -> dict:
@@ -172,12 +178,13 @@ def device_name() -> str:
 def evaluate_step(workdir, step, net, ref, settings, options, num):
   """Samples from one checkpoint and scores it; returns the metrics line."""
   from artjax.eval.features import quantize
-  from artjax.sampling import generate, load
+  from artjax.inference import Sampler
 
   t = time.perf_counter()
-  config, method, params, model_state = load(workdir, step, _EMA.value)
+  sampler = Sampler.from_workdir(workdir, step, _EMA.value, max_batch=_BATCH.value)
+  config, method, params, model_state = sampler.config, sampler.method, sampler.params, sampler.model_state
   value_range = tuple(config.data.get("value_range", (-1.0, 1.0)))
-  samples = generate(method, params, model_state, num, _SEED.value, _BATCH.value, **options)
+  samples = sampler.sample(num, _SEED.value, **options).items
   feats, logits = net(quantize(samples, value_range), value_range)
   row = {"step": step, **settings, **compare(net, ref, feats, logits)}
   if hasattr(method, "log_likelihood"):
@@ -192,11 +199,11 @@ def evaluate_step(workdir, step, net, ref, settings, options, num):
 def evaluate_step_split(workdir, step, split):
   """Exact metrics of one checkpoint over a whole data split (language models)."""
   from artjax.eval.split import evaluate_split
-  from artjax.sampling import load
+  from artjax.inference import Sampler
 
   t = time.perf_counter()
-  config, method, params, model_state = load(workdir, step, _EMA.value)
-  metrics = evaluate_split(method, params, model_state, config.data, split, _BATCH.value, progress=True)
+  s = Sampler.from_workdir(workdir, step, _EMA.value)
+  metrics = evaluate_split(s.method, s.params, s.model_state, s.config.data, split, _BATCH.value, progress=True)
   return {"step": step, "split": split, **metrics, "seconds": round(time.perf_counter() - t, 2),
           "device": device_name(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
@@ -231,8 +238,7 @@ def main(argv):
     raise ArtjaxError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)  # Orbax warns about read-only managers
-  from artjax.sampling import load
-  from artjax.train.checkpoint import open_for_reading
+  from artjax.checkpoint import open_for_reading
 
   workdir = pathlib.Path(_WORKDIR.value)
   if _STEP.value is not None and (_ALL.value or _WATCH.value):
@@ -244,12 +250,14 @@ def main(argv):
   steps = finalized_steps(workdir)
   if not steps:
     raise ArtjaxError(f"no checkpoints in {workdir / 'checkpoints'} (has the run saved one yet?)")
-  config, method = load(workdir, steps[-1])[:2]
+  with open_for_reading(workdir) as reader:
+    config = reader.restore_config(steps[-1])
+  method = methods_build(config)
   out = workdir / "eval" / "metrics.jsonl"
   out.parent.mkdir(parents=True, exist_ok=True)
   from artjax.eval.split import supports
 
-  if supports(method) and method.output_kind != "image":
+  if supports(method):
     settings = {"split": _SPLIT.value, "ema": _EMA.value, "batch": _BATCH.value}
     score = lambda step: evaluate_step_split(workdir, step, _SPLIT.value)
   else:
@@ -270,7 +278,7 @@ def image_settings(config, method, workdir):
     reference_floor(config, net, ref, num)
     return None, None
   options = sample_options(config)
-  method.check_options(options)
+  options = method.check_options(options)
   settings = {"num": num, "seed": _SEED.value, "batch": _BATCH.value, "ema": _EMA.value,
               "sample_options": options, "feature_net": net.name, "feature_net_step": net.step,
               "feature_net_checksum": net.checksum, "reference": ref["key"], "k": _K.value}

@@ -8,7 +8,8 @@
       [--form 五言绝句|wuyan-jueju ...] [--acrostic 春夏秋冬] [--script simplified|traditional]  # poetry
 
 Restores only the model item (params / EMA params / non-trained collections) and the config saved
-with the checkpoint; the same seed gives the same samples.
+with the checkpoint; the same seed gives the same samples, whatever --batch is. Files carry their
+provenance (PNG text chunk "artjax", JSON fields): model, step, seed, options, artjax version.
 """
 
 import pathlib
@@ -16,7 +17,7 @@ import pathlib
 from absl import flags, logging
 
 from artjax import errors
-from artjax.sampling import define_option_flags, generate, interpolate, load
+from artjax.sampling import define_option_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
@@ -28,6 +29,7 @@ _BATCH = flags.DEFINE_integer("batch", 256, "Samples generated per compiled call
 _EMA = flags.DEFINE_bool("ema", True, "Use the EMA params when the checkpoint has them (--noema: raw params).")
 _OUT = flags.DEFINE_string("out", None, "Output file; its suffix picks the format (.png grid, .npy array; "
                            "text: .txt, .json).")
+_RECORD_PROMPT = flags.DEFINE_bool("record_prompt", False, "Also record the prompt in the file's provenance.")
 _OPTIONS = define_option_flags()  # --label --guidance --sampler --steps --eta; --prompt --max-tokens ...
 _INTERPOLATE = flags.DEFINE_integer(
     "interpolate", 0, "If > 1: a grid of --num rows, each this many slerp steps between two latents.")
@@ -38,20 +40,18 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)  # Orbax warns about read-only managers; not the user's concern.
-  from artjax import outputs
+  from artjax import encoders
+  from artjax.inference import Sampler
 
   out = pathlib.Path(_OUT.value)
-  config, method, params, model_state = load(_WORKDIR.value, _STEP.value, _EMA.value)
+  sampler = Sampler.from_workdir(_WORKDIR.value, _STEP.value, _EMA.value)
   options = _OPTIONS()
-  num = _NUM.value or (1 if method.output_kind == "text" else 64)
+  num = _NUM.value or sampler.method.default_num_samples
   if _INTERPOLATE.value:
-    samples = interpolate(method, params, model_state, num, _INTERPOLATE.value, _SEED.value, **options)
-    path = outputs.write(method.output_kind, samples, out, config, ncol=_INTERPOLATE.value)
+    samples = sampler.interpolate(num, _INTERPOLATE.value, _SEED.value, **options)
   else:
-    samples = generate(method, params, model_state, num, _SEED.value, _BATCH.value, **options)
-    extra = {"meta": {"workdir": _WORKDIR.value, "step": _STEP.value, "seed": _SEED.value, **options}} \
-        if method.output_kind == "text" else {}
-    path = outputs.write(method.output_kind, samples, out, config, **extra)
+    samples = sampler.sample(num, _SEED.value, _BATCH.value, **options)
+  path = encoders.write(samples, out, include_prompt=_RECORD_PROMPT.value)
   print(f"wrote {len(samples)} samples to {path}")
 
 

@@ -8,7 +8,7 @@ import pytest
 from artjax import methods
 from artjax.errors import ArtjaxError
 from artjax.methods.base import sample_labels, slerp
-from artjax.sampling import interpolate
+from artjax.inference import Sampler
 from conftest import smoke_config
 
 
@@ -36,7 +36,7 @@ def test_interpolation_rows_walk_between_two_prior_draws():
   method = methods.build(config)
   batch = {"image": jnp.zeros((2, 16, 16, 1))}
   params, state = method.init(jax.random.key(0), batch)
-  grid = interpolate(method, params, state, rows=2, cols=3, seed=5)
+  grid = Sampler(config, method, params, state).interpolate(rows=2, cols=3, seed=5).items
   assert grid.shape == (6, 16, 16, 1)
   key = jax.random.key(5)
   a, b = method.prior(jax.random.fold_in(key, 0), 2), method.prior(jax.random.fold_in(key, 1), 2)

@@ -31,10 +31,11 @@ def main(argv):
   import jax.numpy as jnp
 
   from artjax import methods
-  from artjax.sampling import load
+  from artjax.inference import Sampler
 
   if _WORKDIR.value:
-    config, method, params, model_state = load(_WORKDIR.value)
+    s = Sampler.from_workdir(_WORKDIR.value)
+    config, method, params, model_state = s.config, s.method, s.params, s.model_state
   elif _CONFIG.value is not None:
     config = errors.checked_config(_CONFIG.value)
     method = methods.build(config)
@@ -44,7 +45,7 @@ def main(argv):
   else:
     raise errors.ArtjaxError("give --workdir (a trained run) or --config")
   options = {k: v for k, v in (("sampler", _SAMPLER.value), ("steps", _STEPS.value)) if v is not None}
-  method.check_options(options)
+  options = method.check_options(options)
   fn = jax.jit(lambda p, ms, rng: method.sample(p, ms, rng, _BATCH.value, **options))
   t = time.perf_counter()
   jax.block_until_ready(fn(params, model_state, jax.random.key(0)))

@@ -33,10 +33,11 @@ def main(argv):
 
   from artjax import methods
   from artjax.data.text import resolve
-  from artjax.sampling import load
+  from artjax.inference import Sampler
 
   if _WORKDIR.value:
-    config, method, params, _ = load(_WORKDIR.value)
+    s = Sampler.from_workdir(_WORKDIR.value)
+    config, method, params = s.config, s.method, s.params
   elif _CONFIG.value is not None:
     config = resolve(errors.checked_config(_CONFIG.value))
     method = methods.build(config)

@@ -18,6 +18,24 @@ from artjax.registry import Registry
 SOURCES = Registry("data source")
 
 
+# Class names of labelled datasets, by source name (or TFDS name): what a prompt like "sneaker" maps to.
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "digits": [str(i) for i in range(10)],
+    "fashion_mnist": ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                      "ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+
+
+def class_names(data_cfg) -> list[str] | None:
+  """`data_cfg.class_names` if set, else the known names of the dataset's classes, else None."""
+  given = data_cfg.get("class_names", None)
+  if given:
+    return [str(n) for n in given]
+  return CLASS_NAMES.get(data_cfg.get("tfds_name", None) or data_cfg.get("name", None))
+
+
 def make_source(data_cfg, split: str):
   """Builds the source named by `data_cfg.name` for `split`."""
   return SOURCES.get(data_cfg.name)(data_cfg, split)

@@ -303,13 +303,37 @@ def build_vocab(data_cfg) -> tuple[str, tuple]:
   return chars, specials
 
 
-def resolve(config):
+def resolve(config, stored=None):
   """A copy of `config` with `data.vocab` / `data.specials` filled for text sources (no-op otherwise).
 
   Runs once before training, so the vocabulary is saved (with the config) in every checkpoint.
+  `stored`: the data section saved with a checkpoint being resumed. Its vocabulary is kept (the
+  checkpoint's token ids mean its characters), and a corpus with characters outside it is an
+  ArtjaxError, unless the vocabulary has <unk> (then they map to it).
   """
   data_cfg = config.data
-  if not is_text(data_cfg) or data_cfg.get("vocab", ""):
+  if not is_text(data_cfg):
+    return config
+  if stored is not None and (stored.get("vocab", "") or stored.get("specials", None)):
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      config.data.vocab = stored.get("vocab", "")
+      old = config.data.get("specials", None)
+      stored_specials = stored.get("specials", ()) or ()
+      config.data.specials = list(stored_specials) if isinstance(old, list) else tuple(stored_specials)
+    tok = Tokenizer.from_config(config.data)
+    if tok.kind == "char" and tok.unk_id is None:
+      seen = set()
+      for doc in load_documents(config.data):
+        seen.update(doc)
+      missing = sorted(seen - set(tok.token_strings()))
+      if missing:
+        shown = "".join(missing[:20]) + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else "")
+        raise ArtjaxError(f"the corpus has {len(missing)} character(s) not in the vocabulary stored with the "
+                          f"checkpoint being resumed ({shown!r}); restore the corpus it was trained on, or "
+                          f"train in a new workdir")
+    return config
+  if data_cfg.get("vocab", ""):
     return config
   if data_cfg.get("tokenizer", "char") == "byte":
     # Bytes need no corpus pass: only the framing token of document corpora.

@@ -126,8 +126,8 @@ class ClassifierFeatures(FeatureNet):
 
   @classmethod
   def from_workdir(cls, workdir, step=None, batch: int = 500):
-    from artjax.sampling import load
-    from artjax.train.checkpoint import open_for_reading
+    from artjax import methods
+    from artjax.checkpoint import open_for_reading, restore_model, sampling_params
 
     workdir = pathlib.Path(workdir)
     if not workdir.is_dir():
@@ -142,8 +142,10 @@ class ClassifierFeatures(FeatureNet):
     if not steps:
       raise ArtjaxError(f"feature net workdir {str(workdir)!r} has no checkpoints")
     step = max(steps) if step is None else step
-    config, method, params, model_state = load(workdir, step)
-    if config.method.name != "classifier" or not hasattr(method, "features"):
+    config, items, step = restore_model(workdir, step)
+    method = methods.build(config)
+    params, model_state = sampling_params(items["params"], items["ema_params"]), items["model_state"]
+    if not hasattr(method, "features"):
       raise ArtjaxError(f"feature net {str(workdir)!r} is not a classifier run (its method is "
                         f"{config.method.name!r}); train configs/eval/classifier_mnist.py")
     return cls(config, method, params, model_state, step, checkpoint_checksum(directory / str(step)),

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from artjax import models
+from artjax import options as opts
 from artjax.data import poetry
 from artjax.data.text import Tokenizer, convert_script
 from artjax.errors import ArtjaxError
@@ -33,11 +34,15 @@ def token_nll(logits, targets):
 def filter_logits(logits, temperature, top_k, top_p):
   """Temperature, then top-k (0: off), then nucleus top-p (1: off) on (B, V) logits; filtered ones become -inf.
 
-  Ties with the k-th logit are kept (so top_k=1 may keep several exactly equal maxima).
+  temperature, top_k, top_p are scalars or (B,) per-row values. Ties with the k-th logit are kept (so
+  top_k=1 may keep several exactly equal maxima). Top-p keeps the smallest prefix of the sorted
+  distribution whose mass reaches top_p (Holtzman et al. 2020).
   """
+  col = lambda v: jnp.reshape(jnp.asarray(v), (-1, 1))  # noqa: E731  scalar or (B,) -> broadcastable column
+  temperature, top_k, top_p = col(temperature), col(top_k), col(top_p)
   logits = logits / jnp.maximum(temperature, 1e-6)
   desc = -jnp.sort(-logits, axis=-1)
-  kth = jax.lax.dynamic_index_in_dim(desc, jnp.clip(top_k - 1, 0, logits.shape[-1] - 1), axis=1)
+  kth = jnp.take_along_axis(desc, jnp.clip(top_k - 1, 0, logits.shape[-1] - 1), axis=-1)
   logits = jnp.where((top_k > 0) & (logits < kth), -jnp.inf, logits)
   desc = -jnp.sort(-logits, axis=-1)
   probs = jax.nn.softmax(desc, axis=-1)
@@ -48,25 +53,29 @@ def filter_logits(logits, temperature, top_k, top_p):
   return jnp.where((top_p < 1.0) & (logits < cutoff), -jnp.inf, logits)
 
 
-def pick_tokens(logits, rng, temperature, top_k, top_p):
-  """Sampled tokens (B,), or the argmax when temperature == 0."""
-  # The two sorts of filter_logits are skipped per token when neither top-k nor top-p is on.
-  filtered = jax.lax.cond((top_k > 0) | (top_p < 1.0), lambda l: filter_logits(l, temperature, top_k, top_p),
-                          lambda l: l / jnp.maximum(temperature, 1e-6), logits)
-  sampled = jax.random.categorical(rng, filtered, axis=-1)
+def pick_tokens(logits, keys, temperature, top_k, top_p):
+  """Sampled tokens (B,) with one key per row, or the argmax for rows whose temperature is 0."""
+  # The two sorts of filter_logits are skipped per token when no row uses top-k or top-p.
+  filtered = jax.lax.cond(jnp.any(top_k > 0) | jnp.any(top_p < 1.0),
+                          lambda l: filter_logits(l, temperature, top_k, top_p),
+                          lambda l: l / jnp.maximum(temperature, 1e-6)[:, None], logits)
+  sampled = jax.vmap(lambda k, l: jax.random.categorical(k, l))(keys, filtered)
   return jnp.where(temperature > 0, sampled, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
 
 
-def decode_loop(model, params, window, count, rng, max_new, temperature, top_k, top_p, eos_id, allowed,
+def decode_loop(model, params, window, count, keys, max_new, temperature, top_k, top_p, eos_id, allowed,
                 *, steps: int, use_cache: bool, keep: int):
-  """Generates up to `max_new` (<= steps) tokens after the first `count` tokens of `window` (B, W).
+  """Generates up to `max_new[b]` (<= steps) tokens per row after the first `count` tokens of `window` (B, W).
 
-  `allowed` (steps, V) bool masks the logits of each new token (or None). Returns (B, steps) int32 tokens,
-  -1 after the end (eos or max_new). Every argument except the keywords may change without recompiling.
+  keys (B,) typed PRNG keys: token i of row b is drawn with fold_in(keys[b], i), so a row's tokens do not
+  depend on the other rows of the batch. max_new, temperature, top_k, top_p are (B,) per-row values.
+  `allowed` (steps, V) bool masks the logits of each new token (or None). Returns (B, steps) int32
+  tokens, -1 after the end (eos or max_new). Every argument except the keywords may change without
+  recompiling.
   """
   b, w = window.shape
   variables = {"params": params}
-  take = lambda logits, i: jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False)
+  take = lambda logits, i: jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False)  # noqa: E731
 
   def encode_window(win, n):  # logits for the token after win[:, :n], and the cache of the window
     if use_cache:
@@ -79,9 +88,10 @@ def decode_loop(model, params, window, count, rng, max_new, temperature, top_k, 
     i, win, n, cache, logits, out, done = carry
     if allowed is not None:
       logits = jnp.where(allowed[i][None], logits, -jnp.inf)
-    tok = pick_tokens(logits, jax.random.fold_in(rng, i), temperature, top_k, top_p)
+    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
+    tok = pick_tokens(logits, step_keys, temperature, top_k, top_p)
     out = out.at[:, i].set(jnp.where(done, -1, tok))
-    done = done | (tok == eos_id)
+    done = done | (tok == eos_id) | (i + 1 >= max_new)
     full = n == w
     win = jnp.where(full, jnp.roll(win, keep - w, axis=1), win)  # drop the oldest w - keep tokens
     n = jnp.where(full, keep, n)
@@ -98,17 +108,37 @@ def decode_loop(model, params, window, count, rng, max_new, temperature, top_k, 
 
   def cond(carry):
     i, done = carry[0], carry[-1]
-    return (i < max_new) & ~jnp.all(done)
+    return (i < steps) & ~jnp.all(done)
 
   logits, cache = encode_window(window, count)
   init = (jnp.int32(0), window, jnp.asarray(count, jnp.int32), cache, logits,
-          jnp.full((b, steps), -1, jnp.int32), jnp.zeros((b,), bool))
+          jnp.full((b, steps), -1, jnp.int32), max_new <= 0)
   return jax.lax.while_loop(cond, body, init)[5]
 
 
 def bucket(n: int, minimum: int = 64) -> int:
   """Next power of two >= n (at least `minimum`): the padded length a compiled sampler is built for."""
   return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+
+
+class Completion(str):
+  """A generated text (a str) that also knows why it ended and how many tokens it took.
+
+  finish_reason: 'stop' (end of text or a stop string) | 'length' (max_tokens reached);
+  prompt_tokens / completion_tokens: token counts (the completion's up to the cut).
+  """
+
+  finish_reason: str
+  prompt_tokens: int
+  completion_tokens: int
+
+  def __new__(cls, text, finish_reason="length", prompt_tokens=0, completion_tokens=0):
+    self = super().__new__(cls, text)
+    self.finish_reason, self.prompt_tokens, self.completion_tokens = finish_reason, prompt_tokens, completion_tokens
+    return self
+
+
+_FORMS_HELP = "五言绝句 七言绝句 五言律诗 七言律诗 (or wuyan-jueju, qiyan-jueju, wuyan-lushi, qiyan-lushi)"
 
 
 @METHODS.register("autoregressive")
@@ -120,9 +150,28 @@ class AutoRegressive(SingleLossMethod):
   """
 
   output_kind = "text"
+  default_num_samples = 1
   traceable_sample = False  # sample() does Python work (tokenizing, stop strings) around a jitted loop
-  sample_options = ("prompt", "max_tokens", "temperature", "top_k", "top_p", "stop", "form", "acrostic",
-                    "script", "cache")
+  OPTIONS = (
+      opts.Option("prompt", "str", "Text the samples continue (default: none, or a newline).", default=""),
+      opts.Option("max_tokens", "int", "Tokens to generate per sample (default: method.sample_tokens, 256).",
+                  minimum=1),
+      opts.Option("temperature", "float", "Softmax temperature; 0 is greedy (default: method.temperature, 1).",
+                  minimum=0.0),
+      opts.Option("top_k", "int", "Sample among the k most likely tokens (0: all).", default=0, minimum=0),
+      opts.Option("top_p", "float", "Nucleus sampling: the smallest set of tokens with this much probability "
+                  "(1: all).", default=1.0, minimum=0.0, exclusive_minimum=True, maximum=1.0),
+      opts.Option("stop", "strings", "Up to 4 strings; each sample is cut before the first one found (a single "
+                  "string is one stop sequence).", default=(), max_items=4),
+      opts.Option("form", "str", f"Poem form: {_FORMS_HELP}.", default="",
+                  choices=tuple(poetry.FORMS), strict=False),
+      opts.Option("acrostic", "str", "藏头诗: the first character of each line, e.g. 春夏秋冬.", default=""),
+      opts.Option("script", "str", "Chinese script of the output (converted with OpenCC).", default="",
+                  choices=("simplified", "traditional")),
+      opts.Option("cache", "bool", "KV-cache decoding (false: re-run the model over the window per token; "
+                  "same tokens, slower).", default=True),
+  )
+  sample_options = tuple(o.name for o in OPTIONS)
 
   def __init__(self, config):
     self.config = config
@@ -135,7 +184,17 @@ class AutoRegressive(SingleLossMethod):
     self.window = min(int(config.model.get("max_len", config.data.seq_len)), int(config.data.seq_len))
     if self.window < 2:
       raise ArtjaxError(f"the sampling window (min of model.max_len and data.seq_len) must be >= 2, got {self.window}")
-    self._loop = jax.jit(functools.partial(decode_loop, self.model), static_argnames=("steps", "use_cache", "keep"))
+    # The config's sampling defaults obey the same checks as a request's options.
+    defaults = self.check_options({"temperature": config.method.get("temperature", 1.0),
+                                   "max_tokens": config.method.get("sample_tokens", 256)})
+    self.default_temperature, self.default_max_tokens = defaults["temperature"], defaults["max_tokens"]
+    self.traces = 0  # how often the decode loop was traced (= compiled): tests and the server watch it
+
+    def loop(*args, **kwargs):
+      self.traces += 1
+      return decode_loop(self.model, *args, **kwargs)
+
+    self._loop = jax.jit(loop, static_argnames=("steps", "use_cache", "keep"))
 
   def init(self, rng, batch):
     variables = self.model.init({"params": rng}, batch["tokens"][:, :-1])
@@ -163,39 +222,56 @@ class AutoRegressive(SingleLossMethod):
 
   def generate_tokens(self, params, rng, prompt_ids, num, max_tokens, temperature=1.0, top_k=0, top_p=1.0,
                       allowed=None, cache=True):
-    """(num, max_tokens) int32 new tokens (-1 after eos) continuing `prompt_ids` (a non-empty int sequence)."""
-    prompt_ids = np.asarray(prompt_ids, np.int32)[-self.window:]
-    if prompt_ids.size == 0:
+    """(num, max_tokens) int32 new tokens (-1 after eos) continuing `prompt_ids` (a non-empty int sequence).
+
+    Row i is drawn with key fold_in(rng, i).
+    """
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(num))
+    rows = [dict(ids=list(prompt_ids), max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                 allowed=allowed, cache=cache)] * num
+    return self._generate(params, keys, rows, num)[:, :max_tokens]
+
+  def _generate(self, params, keys, rows, size):
+    """(len(rows), bucket) new tokens for rows that share prompt length, constraint and cache setting."""
+    first = rows[0]
+    n, width = len(first["ids"]), self.window
+    steps = bucket(max(r["max_tokens"] for r in rows))
+    window = np.zeros((size, width), np.int32)
+    for j, r in enumerate(rows):
+      window[j, :n] = np.asarray(r["ids"], np.int32)[-width:]
+    count = min(n, width)
+    if count == 0:
       raise ArtjaxError("generation needs at least one context token")
-    steps = bucket(max_tokens)
-    window = np.zeros((num, self.window), np.int32)
-    window[:, :len(prompt_ids)] = prompt_ids
+    per_row = lambda name, dtype, pad: np.array([r[name] for r in rows] + [pad] * (size - len(rows)), dtype)  # noqa: E731
+    allowed = first["allowed"]
     if allowed is not None:  # rows past the constraint allow only eos: the loop stops there
-      pad = np.zeros((steps - len(allowed), allowed.shape[1]), bool)
+      pad = np.zeros((max(0, steps - len(allowed)), allowed.shape[1]), bool)
       if self.tokenizer.eos_id is not None:
         pad[:, self.tokenizer.eos_id] = True
       allowed = jnp.asarray(np.concatenate([allowed, pad])[:steps])
+    if size > len(rows):
+      keys = jnp.concatenate([keys, jax.random.split(jax.random.key(0), size - len(rows))])
     eos = -1 if self.tokenizer.eos_id is None else self.tokenizer.eos_id
-    out = self._loop(params, jnp.asarray(window), jnp.int32(len(prompt_ids)), rng, jnp.int32(max_tokens),
-                     jnp.float32(temperature), jnp.int32(top_k), jnp.float32(top_p), jnp.int32(eos), allowed,
-                     steps=steps, use_cache=bool(cache), keep=max(1, self.window // 2))
+    out = self._loop(params, jnp.asarray(window), jnp.int32(count), keys, jnp.asarray(per_row("max_tokens", np.int32, 0)),
+                     jnp.asarray(per_row("temperature", np.float32, 1.0)), jnp.asarray(per_row("top_k", np.int32, 0)),
+                     jnp.asarray(per_row("top_p", np.float32, 1.0)), jnp.int32(eos), allowed,
+                     steps=steps, use_cache=bool(first["cache"]), keep=max(1, width // 2))
     if not out.is_fully_addressable:  # params spread over hosts: every process gets all rows
       from jax.experimental import multihost_utils
       out = multihost_utils.process_allgather(out, tiled=True)
-    return np.asarray(out)[:, :max_tokens]
+    return np.asarray(out)[:len(rows)]
 
-  def sample(self, params, model_state, rng, num, prompt="", max_tokens=None, temperature=None, top_k=0,
-             top_p=1.0, stop=(), form="", acrostic="", script="", cache=True):
-    """`num` texts: the prompt followed by its continuation (cut before the first stop string)."""
+  def _prepare(self, options: dict) -> dict:
+    """A row's settings from checked options: prompt ids, constraint, numbers with the config's defaults."""
     mc = self.config.method
-    temperature = mc.get("temperature", 1.0) if temperature is None else float(temperature)
-    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
-      raise ArtjaxError(f"need temperature >= 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, {top_p}, {top_k}")
+    prompt, form, acrostic = options.get("prompt", ""), options.get("form", ""), options.get("acrostic", "")
     tok = self.tokenizer
     model_script = self.config.data.get("script", "")
     prompt_text = convert_script(prompt, model_script) if (prompt and model_script) else prompt
     ids = list(tok.encode(prompt_text)) if prompt_text else []
+    prompt_tokens = len(ids)
     allowed = None
+    max_tokens = options.get("max_tokens")
     if form or acrostic:
       allowed, ids = self._form_constraint(form, acrostic, ids)
       max_tokens = len(allowed)
@@ -203,19 +279,66 @@ class AutoRegressive(SingleLossMethod):
       ids = [tok.eos_id] + ids  # document models were trained on <eos> poem <eos>
     elif not ids:  # unprompted: start after a newline, as nanoGPT does (or the first character)
       ids = [tok.token_strings().index("\n") if "\n" in tok.token_strings() else 0]
-    max_tokens = int(mc.get("sample_tokens", 256) if max_tokens is None else max_tokens)
-    if max_tokens <= 0:
-      raise ArtjaxError(f"max_tokens must be positive, got {max_tokens}")
-    out = self.generate_tokens(params, rng, ids, num, max_tokens, temperature, top_k, top_p, allowed, cache)
-    texts = []
-    for row in out:
-      text = tok.decode([t for t in row if t >= 0])
-      cuts = [text.find(s) for s in stop if s and s in text]
-      text = prompt + (text[:min(cuts)] if cuts else text)
-      if allowed is not None:  # a regulated poem reads as one couplet per line
-        text = text.replace("。", "。\n").rstrip("\n")
-      texts.append(convert_script(text, script) if script else text)
-    return texts
+    return dict(ids=ids, prompt=prompt, prompt_tokens=prompt_tokens, allowed=allowed,
+                constraint=(form, acrostic) if allowed is not None else None,
+                max_tokens=self.default_max_tokens if max_tokens is None else max_tokens,
+                temperature=options.get("temperature", self.default_temperature),
+                top_k=options.get("top_k", 0), top_p=options.get("top_p", 1.0),
+                stop=tuple(options.get("stop", ())), script=options.get("script", ""),
+                cache=options.get("cache", True))
+
+  def row_options(self, options: dict, index: int) -> dict:
+    del index
+    return options
+
+  def batch_key(self, options: dict):
+    """Rows share a decode loop when their prompts have the same token length and the same poem
+    constraint and cache setting (the loop's window count and mask are shared; sampling numbers and
+    max_tokens are per row)."""
+    row = self._prepare(options)
+    return (len(row["ids"]), row["constraint"], row["cache"], bucket(row["max_tokens"]))
+
+  def sample_rows(self, params, model_state, keys, rows: list[dict], size: int):
+    """Completions for rows sharing one `batch_key`; row i draws its tokens from keys[i] only."""
+    del model_state
+    prepared = [self._prepare(r) for r in rows]
+    out = self._generate(params, keys, prepared, size)
+    return [self._finish(row, ids) for row, ids in zip(prepared, out)]
+
+  def _finish(self, row, ids) -> Completion:
+    tok = self.tokenizer
+    new = [int(t) for t in ids[:row["max_tokens"]] if t >= 0]
+    ended = bool(new) and tok.eos_id is not None and new[-1] == tok.eos_id
+    text = tok.decode(new)
+    cuts = [text.find(s) for s in row["stop"] if s and s in text]
+    if cuts:
+      text = text[:min(cuts)]
+      # tokens up to the cut (a character tokenizer: one per character; bytes: the UTF-8 length)
+      used = len(text.encode("utf-8")) if tok.kind == "byte" else len(text)
+    else:
+      used = len(new)
+    reason = "stop" if cuts or ended or len(new) < row["max_tokens"] else "length"
+    text = row["prompt"] + text
+    if row["allowed"] is not None:  # a regulated poem reads as one couplet per line
+      text = text.replace("。", "。\n").rstrip("\n")
+    if row["script"]:
+      text = convert_script(text, row["script"])
+    return Completion(text, reason, row["prompt_tokens"], used)
+
+  def sample(self, params, model_state, rng, num, **options):
+    """`num` texts (Completions): the prompt followed by its continuation, cut before the first stop string.
+
+    Sample i is drawn with key fold_in(rng, i). Options: see OPTIONS (checked; a plain-string `stop`
+    is one stop sequence).
+    """
+    options = self.check_options(options)
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(num))
+    out = []
+    chunk = max(1, num)
+    for s in range(0, num, chunk):
+      out += self.sample_rows(params, model_state, keys[s:s + chunk], [options] * min(chunk, num - s),
+                              min(chunk, num - s))
+    return out
 
   def _form_constraint(self, form, acrostic, prompt_ids):
     """(allowed mask for the remaining tokens, prompt ids) for a regulated-verse form and/or acrostic."""

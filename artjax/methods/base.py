@@ -8,13 +8,16 @@ A method is constructed from the whole config and is then a bundle of pure funct
 Sampling is split so tools can walk the latent space (interpolation grids):
   prior(rng, num)                                   -> latents (num, ...): z for GANs/VAEs, x_T for diffusion
   decode(params, model_state, latents, rng, **options) -> outputs
-`options` are the keywords a family lists in `sample_options` (e.g. label, guidance, sampler, steps);
-they are Python values fixed at trace time. Conditional families read `label` (an int, or None for
+`options` are the keywords a family declares as typed `artjax.options.Option`s in `OPTIONS` and enables
+in `sample_options` (e.g. label, guidance, sampler, steps); they are Python values fixed at trace time,
+except `label`, which may be a traced int (one per sample) so requests for different classes batch. Conditional families read `label` (an int, or None for
 class-balanced labels `arange(num) % num_classes`) and ignore it when unconditional only if it is None.
 Optional, for likelihood models (`artjax.evaluate` reports NLL in nats and bits/dim when present):
   log_likelihood(params, model_state, batch, rng, num_samples) -> (B,) estimate of log p(x) in nats
 `params` are trained, `model_state` holds other Flax collections (e.g. batch_stats). The loop jits
 `update` under the mesh, handles EMA, RNG, checkpoints and logging, so a family never touches those.
+Before sampling with EMA weights, `sampling_state(params, model_state, rng)` gives the non-trained
+collections to sample them with (BatchNorm statistics re-estimated for those weights; identity by default).
 Families with one loss subclass `SingleLossMethod` and write only `loss` and `sample`.
 """
 
@@ -24,6 +27,7 @@ import numpy as np
 import optax
 
 from artjax import models
+from artjax import options as opts
 from artjax.errors import ArtjaxError
 from artjax.optim import make_optimizer
 
@@ -46,8 +50,10 @@ def split_variables(variables):
 class Method:
   """Base class; see the module docstring for the contract."""
 
-  output_kind = "image"  # selects the writer the sampling tool and the loop use for outputs.
-  sample_options: tuple[str, ...] = ()  # keyword options `decode`/`sample` accept.
+  default_num_samples = 64  # what `artjax.sample` draws when --num is not given
+  output_kind = "image"  # selects the encoder (artjax.encoders) that turns samples into files / responses.
+  OPTIONS: tuple[opts.Option, ...] = ()  # every sampling option the family may take (typed, documented).
+  sample_options: tuple[str, ...] = ()  # the names of those this instance takes (e.g. label if conditional).
   # False when `sample` does Python work around its own compiled loop (text: tokenizing, stop strings):
   # callers then call it directly instead of wrapping it in jax.jit.
   traceable_sample = True
@@ -75,12 +81,73 @@ class Method:
     prior_rng, decode_rng = jax.random.split(rng)
     return self.decode(params, model_state, self.prior(prior_rng, num), decode_rng, **options)
 
-  def check_options(self, options):
-    unknown = sorted(set(options) - set(self.sample_options))
-    if unknown:
-      known = ", ".join(self.sample_options) or "none"
-      raise ArtjaxError(f"the {self.config.method.name!r} method has no sampling option(s) "
-                        f"{', '.join(unknown)}; it takes: {known}")
+  def options(self) -> tuple[opts.Option, ...]:
+    """The typed options this instance takes."""
+    return tuple(o for o in self.OPTIONS if o.name in self.sample_options)
+
+  def check_options(self, options) -> dict:
+    """`options` checked against `options()` (OptionError naming the bad one); returns them converted."""
+    options = opts.check(self.options(), dict(options), f"the {self.config.method.name!r} method")
+    label = options.get("label")
+    if label is not None and not label < self.num_classes:
+      raise opts.OptionError("label", f"sampling option label: the model has {self.num_classes} classes "
+                             f"(0..{self.num_classes - 1}), got {label} (out of range)")
+    return options
+
+  # --- batched sampling (artjax.inference.Sampler): one row per sample, each with its own key ---------
+
+  def row_options(self, options: dict, index: int) -> dict:
+    """The options of sample `index` of a request: class-balanced labels (index % classes) by default."""
+    if "label" in self.sample_options and options.get("label") is None:
+      return {**options, "label": index % self.num_classes}
+    return options
+
+  def batch_key(self, options: dict):
+    """Rows whose options give equal keys share one compiled call (the label is traced per row)."""
+    return tuple(sorted((k, v) for k, v in options.items() if k != "label"))
+
+  def sample_rows(self, params, model_state, keys, rows: list[dict], size: int):
+    """Outputs (len(rows), ...) for rows sharing one `batch_key`; row i is what `sample(..., keys[i], 1,
+    **rows[i])[0]` gives. `keys` is a (len(rows),) key array; padded to `size` rows, so one compiled
+    function serves every request of that size bucket.
+    """
+    n = len(rows)
+    if not 0 < n <= size:
+      raise ValueError(f"{n} rows do not fit a batch of {size}")
+    static = tuple(sorted((k, v) for k, v in rows[0].items() if k != "label"))
+    labels = None
+    if "label" in self.sample_options:
+      labels = sample_labels(np.array([r["label"] for r in rows]), n, self.num_classes)
+      labels = jnp.concatenate([labels, jnp.zeros((size - n,), labels.dtype)])
+    keys = jnp.concatenate([keys, jax.random.split(jax.random.key(0), size - n)]) if size > n else keys
+    out = self._rows_fn(static, labels is not None)(params, model_state, keys, labels)
+    if not out.is_fully_addressable:  # params spread over hosts: every process gets all rows
+      from jax.experimental import multihost_utils
+      out = multihost_utils.process_allgather(out, tiled=True)
+    return np.asarray(out)[:n]
+
+  def _rows_fn(self, static, with_labels):
+    cache = self.__dict__.setdefault("_rows_cache", {})
+    if (static, with_labels) not in cache:
+      options = dict(static)
+
+      def fn(params, model_state, keys, labels):
+        self.traces = getattr(self, "traces", 0) + 1  # runs only when jax traces (and compiles) anew
+
+        def one(key, label):
+          prior_rng, decode_rng = jax.random.split(key)
+          row = {**options, "label": label} if with_labels else options
+          return self.decode(params, model_state, self.prior(prior_rng, 1), decode_rng, **row)[0]
+
+        return jax.vmap(one)(keys, labels if with_labels else jnp.zeros(keys.shape, jnp.int32))
+
+      cache[(static, with_labels)] = jax.jit(fn)
+    return cache[(static, with_labels)]
+
+  def sampling_state(self, params, model_state, rng):
+    """The non-trained collections to sample `params` with; the base class keeps `model_state`."""
+    del params, rng
+    return model_state
 
 
 class SingleLossMethod(Method):
@@ -110,6 +177,8 @@ def sample_labels(label, num: int, num_classes: int):
   """Class labels for `num` conditional samples: all `label` (or one each), or class-balanced if None."""
   if label is None:
     return jnp.arange(num) % num_classes
+  if isinstance(label, jax.Array):  # traced (checked by the caller): one class for the `num` samples
+    return jnp.broadcast_to(jnp.asarray(label, jnp.int32), (num,))
   if np.ndim(label):  # one label per sample (e.g. one class per interpolation row)
     label = np.asarray(label)
     if label.shape != (num,) or label.min() < 0 or label.max() >= num_classes:

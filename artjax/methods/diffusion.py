@@ -12,10 +12,13 @@ Classifier-free guidance (Ho & Salimans 2022): labels are dropped to the null la
 the unconditional model and s=1 the conditional one.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from artjax import options as opts
 from artjax.errors import ArtjaxError
 from artjax.methods import METHODS
 from artjax.methods.base import SingleLossMethod, apply_module, sample_labels, split_variables
@@ -47,6 +50,18 @@ def timestep_sequence(num_timesteps: int, steps: int) -> np.ndarray:
 class Diffusion(SingleLossMethod):
   """config.method: num_timesteps, schedule, prediction ('eps'|'v'), cond_dropout, sampler, sample_steps, eta."""
 
+  OPTIONS = (
+      opts.Option("sampler", "str", "Sampler: ddpm (ancestral) or ddim; default: method.sampler.",
+                  choices=("ddpm", "ddim")),
+      opts.Option("steps", "int", "Sampler steps (at most the training timesteps); default: all T for ddpm, "
+                  "method.sample_steps for ddim.", minimum=1),
+      opts.Option("eta", "float", "DDIM eta: 0 deterministic, 1 DDPM-like noise; default: method.eta.",
+                  minimum=0.0, maximum=1.0),
+      opts.LABEL,
+      opts.Option("guidance", "float", "Classifier-free guidance scale (0: unconditional, 1: conditional, "
+                  ">1: stronger); default: method.guidance or none.", minimum=0.0),
+  )
+
   def __init__(self, config):
     super().__init__(config)
     m = config.method
@@ -66,8 +81,14 @@ class Diffusion(SingleLossMethod):
     timestep_sequence(self.num_timesteps, self.defaults["steps"])
     if self.defaults["guidance"] is not None and not self.num_classes:
       raise ArtjaxError("method.guidance needs a class-conditional model (model.num_classes > 0)")
+    self.check_options({k: v for k, v in self.defaults.items() if k in self.sample_options})
     self.shape = (config.data.image_size, config.data.image_size, config.data.channels)
     self.value_range = tuple(config.data.get("value_range", (-1.0, 1.0)))
+
+  def options(self):
+    # steps is bounded by this model's training timesteps
+    return tuple(dataclasses.replace(o, maximum=self.num_timesteps) if o.name == "steps" else o
+                 for o in super().options())
 
   # -- training ---------------------------------------------------------------------------------
   def init(self, rng, batch):

@@ -1,16 +1,22 @@
 """GANs: alternating discriminator / generator updates with the non-saturating (or hinge) loss; optionally class-conditional."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from artjax import models
+from artjax import options as opts
 from artjax.errors import ArtjaxError
 from artjax.methods import METHODS
 from artjax.methods.base import Method, apply_module, sample_labels, split_variables
 from artjax.optim import make_optimizer
 
 G, D = "generator", "discriminator"
+
+# Defaults of the BatchNorm re-estimation for sampling (`GAN.sampling_state`); see experiments/README.md.
+BN_RECALIBRATION_BATCHES = 16
+_RECAL = "bn_recalibration"  # a scratch collection: the per-batch statistics sown by `_sow_bn_input_stats`
 
 
 def discriminator_loss(kind, real_logits, fake_logits):
@@ -31,7 +37,23 @@ class GAN(Method):
 
   config.model.num_classes > 0 makes it class-conditional: training reads batch["label"] (fakes are
   made for the real batch's labels), and sampling takes the `label` option.
+
+  BatchNorm statistics for EMA weights ("standing statistics", Brock et al. 2019, BigGAN): the
+  generator's running BatchNorm statistics are collected by the *raw* weights during training, so they
+  do not match the EMA weights samples use. `sampling_state(params, model_state, rng)` re-estimates
+  them for `params[G]`: the generator runs in train mode on K fresh batches of z (class-balanced labels
+  when conditional), and each BatchNorm's (mean, var) becomes the plain average over the K batches of
+  its input's per-batch mean and (biased) per-batch variance -- what the running statistics estimate,
+  without the momentum's bias towards the last batches or the raw weights. Settings, config.method:
+    bn_recalibration_batches     K (default 16); 0 disables it (model_state is returned unchanged);
+    bn_recalibration_batch_size  z per batch (default: the batch the generator trains on,
+                                 config.batch_size, or its n_critic-th for WGAN-GP): the mean of per-batch
+                                 variances depends on the batch size, and training normalized with those.
+  Pure and jittable; its randomness comes from `rng` only. The discriminator's state is left as is.
+  The caller decides when to use it (the sampler does, for EMA weights).
   """
+
+  OPTIONS = (opts.LABEL,)
 
   def __init__(self, config):
     super().__init__(config)
@@ -118,3 +140,71 @@ class GAN(Method):
       c = {}
     out, _ = apply_module(self.gen, params[G], model_state[G], latents, train=False, **c)
     return out
+
+  # --- BatchNorm statistics for sampling other weights than those trained (EMA) ---------------------
+
+  def generator_batch_size(self) -> int:
+    """The number of z per generator forward in training (WGAN-GP: one critic slice, m)."""
+    return int(self.config.batch_size) // int(getattr(self, "n_critic", 1))
+
+  def sampling_state(self, params, model_state, rng):
+    """model_state with the generator's batch_stats re-estimated for params[G] (see the class docstring)."""
+    num_batches = int(self.config.method.get("bn_recalibration_batches", BN_RECALIBRATION_BATCHES))
+    g_state = model_state.get(G) or {}
+    stats = g_state.get("batch_stats")
+    if num_batches <= 0 or not jax.tree.leaves(stats):
+      return model_state
+    size = int(self.config.method.get("bn_recalibration_batch_size", 0) or self.generator_batch_size())
+    if size < 2:
+      raise ArtjaxError(f"method.bn_recalibration_batch_size must be >= 2 (a batch variance), got {size}")
+    variables = {"params": params[G], **g_state}
+
+    def batch_stats_of(key, index):
+      z = self.prior(key, size)
+      # Class-balanced over the K batches: batch i continues the label cycle where batch i-1 stopped.
+      c = self.cond((jnp.arange(size) + index * size) % self.num_classes) if self.num_classes else {}
+      with nn.intercept_methods(_sow_bn_input_stats):
+        _, new = self.gen.apply(variables, z, train=True, mutable=[*g_state, _RECAL], **c)
+      return new[_RECAL]
+
+    keys = jax.random.split(rng, num_batches)
+    per_batch = jax.lax.map(lambda a: batch_stats_of(*a), (keys, jnp.arange(num_batches)))
+
+    def average(entries):  # sow keeps a tuple per name: one entry unless a layer runs twice per forward
+      if len(entries) != 1:
+        raise ArtjaxError("a generator BatchNorm layer is applied more than once per forward pass: its "
+                          "statistics cannot be re-estimated for sampling (set method.bn_recalibration_batches=0)")
+      return entries[0].mean(0)
+
+    new_stats = jax.tree.map(average, per_batch, is_leaf=lambda x: isinstance(x, tuple))
+    if jax.tree.structure(new_stats) != jax.tree.structure(stats):
+      raise ArtjaxError("the generator's batch_stats are not all those of nn.BatchNorm layers run in train "
+                        "mode (mean, var); cannot re-estimate them for sampling (set "
+                        "method.bn_recalibration_batches=0)")
+    new_stats = jax.tree.map(lambda new, old: new.astype(old.dtype).reshape(old.shape), new_stats, stats)
+    return {**model_state, G: {**g_state, "batch_stats": new_stats}}
+
+
+def _sow_bn_input_stats(next_fun, args, kwargs, context):
+  """Interceptor: every nn.BatchNorm call in train mode sows its input's batch mean and variance.
+
+  They are computed here from the input itself, over the axes the layer reduces (all but its feature
+  axes), in float32 with the two-pass variance E[(x - E[x])^2] (biased, as BatchNorm normalizes with).
+  This is exact and independent of the layer's momentum: extracting the batch statistics from the
+  updated running averages instead would mean inverting momentum * old + (1 - momentum) * batch.
+  """
+  module = context.module
+  if isinstance(module, nn.BatchNorm) and context.method_name == "__call__" and not nn.merge_param(
+      "use_running_average", module.use_running_average,
+      args[1] if len(args) > 1 else kwargs.get("use_running_average")):
+    x = args[0] if args else kwargs["x"]
+    if kwargs.get("mask") is not None:
+      raise ArtjaxError("BatchNorm re-estimation for sampling does not support masked BatchNorm calls")
+    x = jnp.asarray(x, jnp.promote_types(jnp.result_type(x), jnp.float32))
+    axes = module.axis if isinstance(module.axis, (tuple, list)) else (module.axis,)
+    feature_axes = {a % x.ndim for a in axes}
+    reduce = tuple(a for a in range(x.ndim) if a not in feature_axes)
+    mean = x.mean(reduce)
+    module.sow(_RECAL, "mean", mean)
+    module.sow(_RECAL, "var", jnp.square(x - jnp.expand_dims(mean, reduce)).mean(reduce))
+  return next_fun(*args, **kwargs)

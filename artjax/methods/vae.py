@@ -16,6 +16,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from artjax import options as opts
 from artjax.errors import ArtjaxError
 from artjax.methods import METHODS
 from artjax.methods.base import SingleLossMethod, apply_module, sample_labels, split_variables
@@ -56,6 +57,8 @@ def gaussian_kl(mean, logvar):
 @METHODS.register("vae")
 class VAE(SingleLossMethod):
   """See the module docstring."""
+
+  OPTIONS = (opts.LABEL,)
 
   def __init__(self, config):
     super().__init__(config)

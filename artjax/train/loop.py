@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from artjax import data, methods, outputs
+from artjax import data, encoders, methods
 from artjax.errors import ArtjaxError
 from artjax.eval import split as split_eval
 from artjax.train import sharding
+from artjax.inference import Sampler
 from artjax.train.checkpoint import Checkpointer, config_to_dict
 from artjax.train.state import create, sampling_params, train_step
 from artjax.train.writer import MetricWriter
@@ -63,7 +64,8 @@ class Trainer:
 
   def __init__(self, config, workdir):
     check_config(config)
-    config = data.text.resolve(with_absolute_data_paths(config))  # text: the vocabulary joins the config
+    # Text: the vocabulary joins the config; a resumed run keeps the one stored with its checkpoint.
+    config = data.text.resolve(with_absolute_data_paths(config), stored_data(workdir))
     self.config = config
     self.workdir = pathlib.Path(workdir)
     self.method = methods.build(config)
@@ -98,7 +100,6 @@ class Trainer:
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, sharding.replicated(self.mesh)),
                            donate_argnums=(0,))
-    self._sample_fn = None
     self.eval_every = int(config.get("eval_every", 0))
     self.val_source = None
     if self.eval_every and split_eval.supports(self.method):
@@ -135,21 +136,17 @@ class Trainer:
         fn=self._eval_fn)
 
   def write_samples(self, state, path):
-    """Samples on every process (the params may be sharded across hosts); process 0 writes the file."""
-    if not self.method.traceable_sample:  # e.g. text: the method jits its own decode loop
-      samples = self.method.sample(sampling_params(state.params, state.ema_params), state.model_state,
-                                   jax.random.key(self.config.seed + 1), self.config.get("num_samples", 4))
-      if jax.process_index() == 0:
-        outputs.write(self.method.output_kind, samples, path, self.config)
-      return
-    if self._sample_fn is None:
-      num = self.config.get("num_samples", 64)
-      rng = jax.random.key(self.config.seed + 1)  # Fixed across the run: grids show progress on the same z.
-      self._sample_fn = jax.jit(lambda p, ms: self.method.sample(p, ms, rng, num),
-                                out_shardings=sharding.replicated(self.mesh))
-    samples = self._sample_fn(sampling_params(state.params, state.ema_params), state.model_state)
+    """Samples on every process (the params may be sharded across hosts); process 0 writes the file.
+
+    The seed is fixed across the run (config.seed + 1), so grids show progress on the same latents.
+    """
+    sampler = Sampler(self.config, self.method, sampling_params(state.params, state.ema_params),
+                      state.model_state, step=int(jax.device_get(state.step)), workdir=self.workdir,
+                      ema=state.ema_params is not None)
+    samples = sampler.sample(int(self.config.get("num_samples", self.method.default_num_samples)),
+                             self.config.seed + 1)
     if jax.process_index() == 0:
-      outputs.write(self.method.output_kind, jax.device_get(samples), path, self.config)
+      encoders.write(samples, path)
 
   def run(self, stop_at: int | None = None, progress: bool = True):
     """Trains to config.total_steps (or `stop_at`), resuming from the latest checkpoint in the workdir."""
@@ -206,7 +203,7 @@ class Trainer:
           writer.write(step, scalars)
           bar.set_postfix({k: f"{float(v):.3g}" for k, v in list(metrics.items())[:4]}, refresh=False)
         if sample_every and (step % sample_every == 0 or step == end):  # all processes; process 0 writes
-          self.write_samples(state, self.workdir / "samples" / f"step_{step:07d}{outputs.suffix(self.method.output_kind)}")
+          self.write_samples(state, self.workdir / "samples" / f"step_{step:07d}{encoders.default_suffix(self.method.output_kind)}")
         if self.val_source is not None and (step % self.eval_every == 0 or step == end):
           val = self.evaluate(state)
           writer.write(step, {f"val_{k}": v for k, v in val.items()})
@@ -238,6 +235,18 @@ _tree_add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
 def _print(msg):
   if jax.process_index() == 0:
     tqdm.write(msg)
+
+
+def stored_data(workdir):
+  """The data section saved with the latest checkpoint in `workdir` (None for a new run)."""
+  from artjax.checkpoint import checkpoint_dir, open_for_reading
+
+  if not checkpoint_dir(workdir).is_dir():
+    return None
+  with open_for_reading(workdir) as reader:
+    if reader.latest_step() is None:
+      return None
+    return reader.restore_config().data
 
 
 def train(config, workdir, **kwargs):

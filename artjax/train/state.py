@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from artjax.checkpoint import sampling_params  # noqa: F401  (the read path owns it)
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -45,7 +47,3 @@ def train_step(method, ema_decay: float, state: TrainState, batch):
                       opt_state=opt_state, ema_params=ema)
   return new, metrics
 
-
-def sampling_params(params, ema_params):
-  """The weights to sample with: the EMA when the run keeps one."""
-  return params if ema_params is None else ema_params
