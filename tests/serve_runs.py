@@ -1,0 +1,43 @@
+"""Tiny trained runs for the server tests: a character LM, a Tang-poetry LM, a class-conditional GAN."""
+
+import json
+import pathlib
+
+import numpy as np
+
+from conftest import smoke_config
+
+HANZI = "春夏秋冬山水風月花鳥雲日天人不白黃河入海流欲窮千里目更上一層樓明前床光疑是地霜舉頭望低思故鄉"
+
+
+def _poems(rng, n=40):
+  poems = []
+  for _ in range(n):
+    lines = ["".join(rng.choice(list(HANZI), 5)) for _ in range(4)]
+    poems.append({"title": "t", "author": "a", "paragraphs": [f"{lines[0]}，{lines[1]}。", f"{lines[2]}，{lines[3]}。"]})
+  return poems
+
+
+def make_runs(root: pathlib.Path) -> dict:
+  """{"text": workdir, "poetry": workdir, "image": workdir}, each trained for 4 steps (a few seconds)."""
+  from artjax.train.loop import train
+
+  root = pathlib.Path(root)
+  rng = np.random.default_rng(0)
+  corpus = root / "corpus.txt"
+  corpus.write_text("".join(rng.choice(list("abcdefgh ijklm\nROMEO:"), 4000)), encoding="utf-8")
+  poems = root / "poems"
+  poems.mkdir(parents=True, exist_ok=True)
+  (poems / "全唐诗").mkdir(exist_ok=True)
+  (poems / "全唐诗" / "poet.tang.0.json").write_text(json.dumps(_poems(rng), ensure_ascii=False), encoding="utf-8")
+  runs = {"text": root / "text", "poetry": root / "poetry", "image": root / "image"}
+  quiet = dict(progress=False)
+  train(smoke_config("configs/text/shakespeare_char.py:smoke", **{"data.path": str(corpus), "sample_every": 0,
+                                                                   "eval_every": 0}), runs["text"], **quiet)
+  train(smoke_config("configs/poetry/tang_transformer.py:smoke", **{"data.dir": str(poems), "sample_every": 0,
+                                                                    "eval_every": 0}), runs["poetry"], **quiet)
+  gan = smoke_config("configs/gan/digits_dcgan.py:smoke", **{"sample_every": 0})
+  with gan.unlocked():
+    gan.model.num_classes = 10  # class-conditional: prompts name digits
+  train(gan, runs["image"], **quiet)
+  return runs
