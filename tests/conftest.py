@@ -44,3 +44,11 @@ def smoke_config(path="configs/gan/digits_dcgan.py:smoke", **overrides):
   from artjax.utils.config import load_config
 
   return load_config(str(ROOT / path), overrides)
+
+
+@pytest.fixture(scope="session")
+def served_runs(tmp_path_factory):
+  """Tiny trained text / poetry / image runs shared by the server tests (trained once per session)."""
+  from serve_runs import make_runs
+
+  return make_runs(tmp_path_factory.mktemp("served_runs"))

@@ -18,6 +18,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import signal
 import sys
 import threading
 
@@ -133,6 +134,9 @@ def serve(argv) -> int:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
   print(f"artjax serving {', '.join(names)} on http{'s' if args.ssl_certfile else ''}://{args.host}:{args.port} "
         f"(playground at /, API at /v1; ready when /readyz says so)", flush=True)
+  # uvicorn drains on SIGTERM, restores the handler it found and re-raises the signal: with this
+  # no-op handler in place the re-raise is a no-op too, so a drained shutdown exits 0.
+  signal.signal(signal.SIGTERM, lambda signum, frame: None)
   uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
               timeout_graceful_shutdown=args.drain_seconds, ssl_certfile=args.ssl_certfile,
               ssl_keyfile=args.ssl_keyfile)
