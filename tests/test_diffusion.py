@@ -139,13 +139,26 @@ def test_train_and_sample_cli_with_options(tmp_path):
   train(config, tmp_path, progress=False)
   assert (tmp_path / "samples" / "step_0000004.png").is_file()
   outs = {}
-  for name, args in {"eights": ("--label", "8", "--guidance", "3"), "eights2": ("--label", "8", "--guidance", "3"),
-                     "ddpm": ("--sampler", "ddpm"), "interp": ("--interpolate", "4", "--num", "2")}.items():
+  runs = {"eights": ("--label", "8", "--guidance", "3"), "eights2": ("--label", "8", "--guidance", "3"),
+          "threes": ("--label", "3", "--guidance", "3"), "eights_g1": ("--label", "8", "--guidance", "1"),
+          "ddpm": ("--sampler", "ddpm", "--label", "8"), "ddim": ("--sampler", "ddim", "--label", "8"),
+          "ddim_eta1": ("--sampler", "ddim", "--eta", "1", "--label", "8"),
+          "ddim_2steps": ("--sampler", "ddim", "--steps", "2", "--label", "8"),
+          "noema": ("--sampler", "ddim", "--label", "8", "--noema"),
+          "interp": ("--interpolate", "4", "--num", "2")}
+  for name, args in runs.items():
     p = run_cli("-m", "artjax.sample", "--workdir", str(tmp_path), "--out", str(tmp_path / f"{name}.npy"),
                 "--num", "3", *args)
     assert p.returncode == 0, p.stderr
-    outs[name] = np.load(tmp_path / f"{name}.npy")
+    outs[name] = np.load(tmp_path / f"{name}.npy").astype(np.int32)
   np.testing.assert_array_equal(outs["eights"], outs["eights2"])
+  differ = lambda a, b: np.abs(outs[a] - outs[b]).mean() > 0.5  # noqa: E731  (uint8 pixels)
+  assert differ("eights", "threes")      # --label changes the class
+  assert differ("eights", "eights_g1")   # --guidance changes the samples for one seed
+  assert differ("ddpm", "ddim")          # --sampler
+  assert differ("ddim", "ddim_eta1")     # --eta adds noise
+  assert differ("ddim", "ddim_2steps")   # --steps
+  assert differ("ddim", "noema")         # sampling uses the EMA weights by default; --noema the raw ones
   assert outs["interp"].shape == (8, 8, 8, 1)
   p = run_cli("-m", "artjax.sample", "--workdir", str(tmp_path), "--out", str(tmp_path / "x.npy"), "--label", "10")
   assert p.returncode == 2 and "out of range" in p.stderr and "Traceback" not in p.stderr

@@ -183,7 +183,7 @@ def test_train_eval_and_sample_cli(tmp_path):
   assert p.returncode == 0, p.stderr
   got = json.loads(out.read_text(encoding="utf-8"))
   assert len(got["samples"]) == 3 and all(s.startswith("ROMEO:") for s in got["samples"])
-  assert got["max_tokens"] == 25 and got["seed"] == 7
+  assert got["options"]["max_tokens"] == 25 and got["seed"] == 7 and got["step"] == 4
   txt = tmp_path / "s.txt"
   p = run_cli("-m", "artjax.sample", "--workdir", str(work), "--prompt", "ab", "--max_tokens", "10", "--no-cache",
               "--out", str(txt))

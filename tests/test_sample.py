@@ -1,5 +1,7 @@
 """The sampling tool: output shape/dtype, determinism per seed, and one-line errors."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -28,6 +30,10 @@ def test_npy_shape_dtype_and_determinism(workdir, tmp_path):
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
   assert len({x.tobytes() for x in a}) == 5, "samples in a batch must differ"
+  # Per-sample keys: chunking (--batch) changes nothing, and a prefix of a larger request is the same.
+  p = sample(workdir, tmp_path / "chunked.npy", "--num", "5", "--seed", "1", "--batch", "2")
+  assert p.returncode == 0, p.stderr
+  np.testing.assert_allclose(np.load(tmp_path / "chunked.npy").astype(int), a.astype(int), atol=1)
 
 
 def test_png_grid_and_step_choice(workdir, tmp_path):
@@ -35,6 +41,8 @@ def test_png_grid_and_step_choice(workdir, tmp_path):
   assert p.returncode == 0, p.stderr
   im = Image.open(tmp_path / "g.png")
   assert im.size[0] > 16 and im.mode == "L"
+  meta = json.loads(im.text["artjax"])  # provenance: enough to regenerate the grid
+  assert meta["step"] == 2 and meta["seed"] == 0 and meta["num"] == 6 and meta["model"] and meta["artjax_version"]
   latest = sample(workdir, tmp_path / "l.npy", "--num", "3")
   early = sample(workdir, tmp_path / "e.npy", "--num", "3", "--step", "2")
   assert latest.returncode == early.returncode == 0
