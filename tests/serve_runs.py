@@ -23,6 +23,7 @@ def make_runs(root: pathlib.Path) -> dict:
   from artjax.train.loop import train
 
   root = pathlib.Path(root)
+  root.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(0)
   corpus = root / "corpus.txt"
   corpus.write_text("".join(rng.choice(list("abcdefgh ijklm\nROMEO:"), 4000)), encoding="utf-8")

@@ -153,7 +153,8 @@ def test_acrostic_in_other_script_and_errors():
   with pytest.raises(ArtjaxError, match="known|accepted|form"):
     method.sample(params, {}, jax.random.key(0), 1, form="sonnet")
   plain, pparams = make_method()
-  with pytest.raises(ArtjaxError, match="poetry model"):
+  assert "form" not in plain.sample_options  # forms are offered by poetry (<eos>-framed) models only
+  with pytest.raises(ArtjaxError, match="no sampling option"):
     plain.sample(pparams, {}, jax.random.key(0), 1, form="五言绝句")
 
 

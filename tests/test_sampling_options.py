@@ -29,7 +29,7 @@ def test_plain_string_stop_is_one_sequence():
     ("temperature", math.nan, "finite"), ("temperature", math.inf, "finite"), ("temperature", -0.5, ">= 0"),
     ("top_p", 0.0, "> 0"), ("top_p", 1.5, "<= 1"), ("top_k", -1, ">= 0"), ("max_tokens", 0, ">= 1"),
     ("stop", ["a"] * 5, "at most 4"), ("stop", 3, "string"), ("cache", "yes", "true or false"),
-    ("script", "klingon", "simplified"), ("top_k", 2.5, "integer")])
+    ("top_k", 2.5, "integer"), ("form", "五言绝句", "no sampling option")])
 def test_text_options_are_checked(name, value, why):
   method, params = make_method()
   with pytest.raises(OptionError, match=why) as e:
@@ -41,6 +41,11 @@ def test_form_with_infinite_temperature_is_refused():
   method, params = make_method(chars="春夏秋冬山水風月花鳥雲日天人，。", specials=("<eos>",))
   with pytest.raises(OptionError, match="finite"):
     method.sample(params, {}, jax.random.key(0), 2, form="五言绝句", temperature=float("inf"))
+  with pytest.raises(OptionError, match="simplified") as e:
+    method.sample(params, {}, jax.random.key(0), 2, script="klingon")
+  with pytest.raises(OptionError, match="needs a form") as e:
+    method.sample(params, {}, jax.random.key(0), 1, acrostic="春夏秋")
+  assert e.value.param == "acrostic"
 
 
 def test_image_options_are_checked():

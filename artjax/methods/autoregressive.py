@@ -179,6 +179,8 @@ class AutoRegressive(SingleLossMethod):
     if not self.tokenizer.vocab_size:
       raise ArtjaxError("config.data has no vocabulary: pass the config through artjax.data.text.resolve()")
     self.model = models.build(config.model, vocab_size=self.tokenizer.vocab_size)
+    if self.tokenizer.eos_id is None:  # forms, acrostics and scripts are for poetry (<eos>-framed) models
+      self.sample_options = tuple(n for n in self.sample_options if n not in ("form", "acrostic", "script"))
     self.tx = make_optimizer(config.optimizer, config.total_steps)
     # Sample within the context the model was trained on (learned positions past it are untrained).
     self.window = min(int(config.model.get("max_len", config.data.seq_len)), int(config.data.seq_len))
@@ -343,13 +345,17 @@ class AutoRegressive(SingleLossMethod):
   def _form_constraint(self, form, acrostic, prompt_ids):
     """(allowed mask for the remaining tokens, prompt ids) for a regulated-verse form and/or acrostic."""
     if self.tokenizer.eos_id is None:
-      raise ArtjaxError("--form/--acrostic need a poetry model (one trained on <eos>-framed poems)")
+      raise opts.OptionError("form", "form/acrostic need a poetry model (one trained on <eos>-framed poems)")
     if form:
-      chars, lines = poetry.parse_form(form)
+      try:
+        chars, lines = poetry.parse_form(form)
+      except ArtjaxError as e:
+        raise opts.OptionError("form", str(e)) from None
     elif len(acrostic) in (4, 8):
       chars, lines = 5, len(acrostic)  # an acrostic alone: 五言, 绝句 for 4 characters, 律诗 for 8
     else:
-      raise ArtjaxError(f"an acrostic of {len(acrostic)} characters needs --form (4 lines: 绝句, 8: 律诗)")
+      raise opts.OptionError("acrostic", f"an acrostic of {len(acrostic)} characters needs a form "
+                             f"(4 lines: 绝句, 8: 律诗)")
     mask = poetry.form_mask(self.tokenizer, chars, lines, acrostic)
     for j, t in enumerate(prompt_ids):  # a prompt is the poem's beginning: it must fit the form too
       if j >= len(mask) - 1 or not mask[j, t]:

@@ -21,6 +21,8 @@ collections to sample them with (BatchNorm statistics re-estimated for those wei
 Families with one loss subclass `SingleLossMethod` and write only `loss` and `sample`.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,12 +84,14 @@ class Method:
     return self.decode(params, model_state, self.prior(prior_rng, num), decode_rng, **options)
 
   def options(self) -> tuple[opts.Option, ...]:
-    """The typed options this instance takes."""
-    return tuple(o for o in self.OPTIONS if o.name in self.sample_options)
+    """The typed options this instance takes (label bounded by this model's classes)."""
+    return tuple(dataclasses.replace(o, maximum=self.num_classes - 1) if o.name == "label" else o
+                 for o in self.OPTIONS if o.name in self.sample_options)
 
   def check_options(self, options) -> dict:
     """`options` checked against `options()` (OptionError naming the bad one); returns them converted."""
-    options = opts.check(self.options(), dict(options), f"the {self.config.method.name!r} method")
+    declared = [dataclasses.replace(o, maximum=None) if o.name == "label" else o for o in self.options()]
+    options = opts.check(declared, dict(options), f"the {self.config.method.name!r} method")
     label = options.get("label")
     if label is not None and not label < self.num_classes:
       raise opts.OptionError("label", f"sampling option label: the model has {self.num_classes} classes "

@@ -35,7 +35,7 @@ from artjax.serve.batching import ModelQueue
 
 log = logging.getLogger("artjax.serve")
 
-PUBLIC_PATHS = ("/healthz", "/readyz", "/", "/favicon.ico")
+PUBLIC_PATHS = ("/healthz", "/readyz", "/", "/favicon.ico")  # the playground page asks for the key itself
 
 
 @dataclasses.dataclass
@@ -374,6 +374,10 @@ def create_app(server: Server) -> FastAPI:
     body, media_type = server.metrics.render()
     return Response(body, media_type=media_type)
 
+  @app.get("/favicon.ico", include_in_schema=False)
+  async def favicon():
+    return Response(status_code=204)
+
   @app.get("/", include_in_schema=False)
   async def playground():
     from importlib import resources
@@ -389,7 +393,7 @@ def create_app(server: Server) -> FastAPI:
     auth(request)
     if not server.ready:
       server.model(None, "text")  # raises the 503
-    return {"object": "list", "data": [_model_card(n, s) for n, s in server.models.items()]}
+    return {"object": "list", "data": [_model_card(n, s, server.settings) for n, s in server.models.items()]}
 
   @app.get("/v1/models/{model_id:path}")
   async def get_model(model_id: str, request: Request):
@@ -398,7 +402,7 @@ def create_app(server: Server) -> FastAPI:
       server.model(None, "text")
     if model_id not in server.models:
       raise ApiError(404, f"the model {model_id!r} does not exist", param="model", code="model_not_found")
-    return _model_card(model_id, server.models[model_id])
+    return _model_card(model_id, server.models[model_id], server.settings)
 
   @app.post("/v1/completions")
   async def completions(body: completion_schema, request: Request):  # type: ignore[valid-type]
@@ -421,9 +425,7 @@ def create_app(server: Server) -> FastAPI:
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
       raise ApiError(400, "prompt: an empty list", param="prompt")
-    n = req.pop("n", None) or 1
-    if n < 1:
-      raise ApiError(400, f"n: must be >= 1, got {n}", param="n")
+    n = _n(req)
     server.limit(n * len(prompts), server.settings.max_n, "n")
     stream, echo = bool(req.pop("stream", False)), bool(req.pop("echo", False))
     seed = req.pop("seed", None)
@@ -474,6 +476,7 @@ def create_app(server: Server) -> FastAPI:
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     prov = encoders.provenance(results[0])
+    prov.pop("workdir", None)  # server paths stay private
     if stream:
       return StreamingResponse(_stream(cid, created, name, choices), media_type="text/event-stream",
                                headers={"Cache-Control": "no-cache"})
@@ -499,9 +502,7 @@ def create_app(server: Server) -> FastAPI:
     for field in ("quality", "style"):
       if req.get(field) not in (None, "standard", "auto", "natural", "vivid"):
         raise ApiError(400, f"{field}: unsupported value {req.get(field)!r}", param=field)
-    n = req.pop("n", None) or 1
-    if n < 1:
-      raise ApiError(400, f"n: must be >= 1, got {n}", param="n")
+    n = _n(req)
     server.limit(n, server.settings.max_n, "n")
     server.limit(req.get("steps"), server.settings.max_steps, "steps")
     prompt = req.pop("prompt", None) or ""
@@ -512,8 +513,12 @@ def create_app(server: Server) -> FastAPI:
       req.pop(field, None)
     options = {k: v for k, v in req.items() if v is not None}
     classes = info.get("classes") or []
-    if prompt and classes and "label" not in options:
-      options["label"] = _class_of(prompt, classes)
+    if prompt and classes:
+      label = _class_of(prompt, classes)
+      if options.get("label", label) != label:
+        raise ApiError(400, f"prompt names class {label} ({classes[label]!r}) but label is {options['label']}; "
+                       f"give one of them", param="label", code="invalid_value")
+      options["label"] = label
     try:
       options = sampler.check(options)
     except OptionError as e:
@@ -521,12 +526,22 @@ def create_app(server: Server) -> FastAPI:
     request.state.units = n
     server.rate_limit(key_id, n, "n")
     samples = await server.queues[name].submit(SampleRequest(n, seed, options))
+    samples.provenance.pop("workdir", None)  # server paths stay private
     pngs = await asyncio.to_thread(encoders.encode, samples, "png")  # off the event loop and the device thread
     data = await asyncio.to_thread(lambda: [{"b64_json": base64.b64encode(p.data).decode("ascii"),
                                              "revised_prompt": None} for p in pngs])
     return {"created": int(time.time()), "data": data, "artjax": {**encoders.provenance(samples), "seed": seed}}
 
   return app
+
+
+def _n(req) -> int:
+  n = req.pop("n", None)
+  if n is None:
+    return 1
+  if n < 1:
+    raise ApiError(400, f"n: must be >= 1, got {n}", param="n", code="invalid_value")
+  return n
 
 
 def _class_of(prompt: str, classes: list[str]) -> int:
@@ -543,9 +558,15 @@ def _class_of(prompt: str, classes: list[str]) -> int:
                  param="prompt", code="invalid_value")
 
 
-def _model_card(name, sampler) -> dict:
+def _model_card(name, sampler, settings) -> dict:
+  limits = {"max_n": settings.max_n, "max_prompt_chars": settings.max_prompt_chars}
+  names = {o.name for o in sampler.options()}
+  if "max_tokens" in names:
+    limits["max_tokens"] = settings.max_tokens
+  if "steps" in names:
+    limits["max_steps"] = settings.max_steps
   return {"id": name, "object": "model", "created": int(_created(sampler)), "owned_by": "artjax",
-          "artjax": sampler.describe()}
+          "artjax": {**sampler.describe(), "limits": limits}}
 
 
 def _created(sampler) -> float:
