@@ -54,6 +54,7 @@ class ImageEncoder:
   formats = {"grid": "image/png", "png": "image/png", "npy": "application/x-npy"}
   suffixes = {".png": "grid", ".npy": "npy"}
   default = "grid"
+  item_format = "png"  # one encoded work per sample (what the server returns)
 
   def encode(self, samples, fmt: str, include_prompt: bool = False, upscale: int | None = None) -> list[Encoded]:
     x = images.to_uint8(np.asarray(samples.items), tuple(samples.config.data.get("value_range", (-1.0, 1.0))))
@@ -75,9 +76,10 @@ class TextEncoder:
   """Texts (Completions). Formats: txt (samples separated by a marked line), json ({"samples": [...],
   "finish_reasons": [...], **provenance}, strict UTF-8 JSON with readable CJK)."""
 
-  formats = {"txt": "text/plain; charset=utf-8", "json": "application/json"}
+  formats = {"txt": "text/plain; charset=utf-8", "json": "application/json", "text": "text/plain; charset=utf-8"}
   suffixes = {".txt": "txt", ".json": "json"}
   default = "txt"
+  item_format = "text"  # each sample alone, UTF-8
 
   def encode(self, samples, fmt: str, include_prompt: bool = False) -> list[Encoded]:
     texts = [str(t) for t in samples.items]
@@ -85,6 +87,8 @@ class TextEncoder:
       body = texts[0] if len(texts) == 1 else "\n\n".join(
           f"----- sample {i} -----\n{t}" for i, t in enumerate(texts))
       return [Encoded((body + "\n").encode("utf-8"), self.formats[fmt], ".txt")]
+    if fmt == "text":
+      return [Encoded(t.encode("utf-8"), self.formats[fmt], ".txt") for t in texts]
     if fmt == "json":
       doc = {**provenance(samples, include_prompt), "samples": texts,
              "finish_reasons": [getattr(t, "finish_reason", None) for t in samples.items]}
@@ -120,6 +124,12 @@ def encoder(kind: str):
 def encode(samples, fmt: str | None = None, **kwargs) -> list[Encoded]:
   enc = encoder(samples.kind)
   return enc.encode(samples, fmt or enc.default, **kwargs)
+
+
+def encode_each(samples, **kwargs) -> list[Encoded]:
+  """One encoded work per sample, in the kind's `item_format` (the server's generic /v1/samples)."""
+  enc = encoder(samples.kind)
+  return enc.encode(samples, enc.item_format, **kwargs)
 
 
 def default_suffix(kind: str) -> str:

@@ -243,6 +243,18 @@ def test_readyz_waits_for_warm_up_and_compiles_stay_flat(served_runs):
       assert client.post("/v1/images/generations", json={"model": "img", "prompt": str(seed),
                                                          "seed": seed}).status_code == 200
     assert {n: s.traces for n, s in server.models.items()} == warm
+    # artjax's generic endpoint serves any output kind through its encoder (no per-kind server code)
+    r = client.post("/v1/samples", json={"model": "img", "n": 2, "seed": 1, "options": {"label": 3}}).json()
+    assert [d["media_type"] for d in r["data"]] == ["image/png"] * 2 and r["artjax"]["options"] == {"label": 3}
+    png = Image.open(io.BytesIO(base64.b64decode(r["data"][0]["b64"])))
+    assert png.size == (16, 16) and "workdir" not in json.loads(png.text["artjax"])
+    r = client.post("/v1/samples", json={"model": "txt", "seed": 1, "options": {"prompt": "ab", "max_tokens": 16}})
+    assert r.json()["data"][0]["text"].startswith("ab")
+    r = client.post("/v1/samples", json={"model": "txt", "options": {"guidance": 2.0}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "guidance"
+    after = {n: s.traces for n, s in server.models.items()}  # n=2 is a new batch bucket: one compile
+    client.post("/v1/samples", json={"model": "img", "n": 2, "seed": 9, "options": {"label": 5}})
+    assert {n: s.traces for n, s in server.models.items()} == after
 
 
 def test_concurrent_requests_coalesce_and_match_sequential(served_runs):

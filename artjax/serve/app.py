@@ -216,7 +216,7 @@ class Server:
       raise ApiError(503, "models are still loading; retry shortly (see /readyz)", "server_error",
                      code="not_ready", headers={"Retry-After": "5"})
     if name is None:
-      candidates = [n for n, s in self.models.items() if s.output_kind == kind]
+      candidates = [n for n, s in self.models.items() if kind is None or s.output_kind == kind]
       if not candidates:
         raise ApiError(404, f"no {kind} model is served", param="model", code="model_not_found")
       name = candidates[0]
@@ -224,7 +224,7 @@ class Server:
     if sampler is None:
       raise ApiError(404, f"the model {name!r} does not exist; served: {', '.join(self.models)}",
                      param="model", code="model_not_found")
-    if sampler.output_kind != kind:
+    if kind is not None and sampler.output_kind != kind:
       raise ApiError(400, f"the model {name!r} makes {sampler.output_kind}, not {kind}; use the "
                      f"{_ENDPOINT[sampler.output_kind]} endpoint", param="model", code="wrong_endpoint")
     return name, sampler
@@ -244,7 +244,17 @@ class Server:
                      code="limit_exceeded")
 
 
-_ENDPOINT = {"text": "/v1/completions", "image": "/v1/images/generations"}
+_ENDPOINT = {"text": "/v1/completions", "image": "/v1/images/generations"}  # or /v1/samples, for any kind
+
+
+class SamplesRequest(_Strict):
+  """artjax's own endpoint, for every output kind (a new family's kind needs an encoder, no server edit)."""
+
+  model: Optional[str] = Field(None, description="Model id (default: the first served model).")
+  n: Optional[int] = Field(None, description="Samples (default 1).")
+  seed: Optional[int] = Field(None, description="Sample i is drawn from fold_in(key(seed), i).")
+  options: dict[str, Any] = Field(default_factory=dict, description="The model's typed sampling options "
+                                                                    "(see /v1/models).")
 
 
 def create_app(server: Server) -> FastAPI:
@@ -531,6 +541,53 @@ def create_app(server: Server) -> FastAPI:
     data = await asyncio.to_thread(lambda: [{"b64_json": base64.b64encode(p.data).decode("ascii"),
                                              "revised_prompt": None} for p in pngs])
     return {"created": int(time.time()), "data": data, "artjax": {**encoders.provenance(samples), "seed": seed}}
+
+  @app.post("/v1/samples")
+  async def samples_endpoint(body: SamplesRequest, request: Request):
+    req = body.model_dump(exclude_unset=True)
+    name, sampler = server.model(req.pop("model", None), None)
+    request.state.model = name
+    n = _n(req)
+    server.limit(n, server.settings.max_n, "n")
+    options = dict(req.get("options") or {})
+    server.limit(options.get("max_tokens") if isinstance(options.get("max_tokens"), int) else None,
+                 server.settings.max_tokens, "max_tokens")
+    server.limit(options.get("steps") if isinstance(options.get("steps"), int) else None,
+                 server.settings.max_steps, "steps")
+    for field, value in options.items():  # every text a caller sends passes the filter
+      if isinstance(value, str):
+        if len(value) > server.settings.max_prompt_chars:
+          raise ApiError(400, f"{field}: {len(value)} characters exceed this server's limit of "
+                         f"{server.settings.max_prompt_chars}", param=field, code="limit_exceeded")
+        server.check_prompt(value, field)
+    try:
+      options = sampler.check(options)
+      sampler.batch_key(options)
+    except OptionError as e:
+      raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
+    except ArtjaxError as e:
+      raise ApiError(400, str(e), code="invalid_value") from None
+    seed = req.get("seed")
+    seed = secrets.randbits(31) if seed is None else seed
+    request.state.units = n * int(options.get("max_tokens", 1))
+    server.rate_limit(request.state.key_id, request.state.units, "n")
+    samples = await server.queues[name].submit(SampleRequest(n, seed, options))
+    samples.provenance.pop("workdir", None)
+    items = await asyncio.to_thread(encoders.encode_each, samples)
+    data = []
+    for i, item in enumerate(items):
+      text = item.data.decode("utf-8") if item.media_type.startswith("text/") else None
+      entry = {"index": i, "media_type": item.media_type, "finish_reason": getattr(samples.items[i], "finish_reason",
+                                                                                    None)}
+      if text is not None and server.filtered_output(text):
+        entry.update(text="", finish_reason="content_filter")
+      elif text is not None:
+        entry["text"] = text
+      else:
+        entry["b64"] = base64.b64encode(item.data).decode("ascii")
+      data.append(entry)
+    return {"object": "list", "model": name, "created": int(time.time()), "data": data,
+            "artjax": {**encoders.provenance(samples), "seed": seed}}
 
   return app
 
