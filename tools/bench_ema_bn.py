@@ -6,8 +6,9 @@ BatchNorm running statistics or statistics re-estimated for the sampled weights 
 
 Variants: raw = raw weights + the running statistics training collected (with the raw weights);
 ema = EMA weights + those same statistics (artjax's behaviour before sampling_state); ema_recal /
-raw_recal = EMA / raw weights + statistics re-estimated for them, one column per --recal setting
-KxB (K batches of B z). Every variant draws the same z (--seed), so differences between rows are not
+raw_recal = EMA / raw weights + statistics re-estimated for them, one row per --recal setting
+KxB (K batches of B z); ema_batch / raw_batch (diagnostic) = train-mode BatchNorm, each call's
+--batch samples normalized with their own statistics (no running statistics at all). Every variant draws the same z (--seed), so differences between rows are not
 sampling noise of the z; the re-estimation key is fold_in(key(--recal_seed), step). FID / IS in the
 feature space of an artjax classifier (configs/eval/classifier_mnist.py) against the dataset's test split,
 computed as `artjax.evaluate` does (samples clipped and quantized to 8 bits). Results: experiments/README.md.
@@ -38,9 +39,12 @@ def main():
   ap.add_argument("--recal_seed", type=int, default=1, help="Seed of the re-estimation batches.")
   ap.add_argument("--variants", default="raw,ema,ema_recal,raw_recal")
   ap.add_argument("--pr", action="store_true", help="Also precision / recall (k=3).")
+  ap.add_argument("--show_stats", action="store_true", help="Print how far each re-estimated BatchNorm "
+                  "statistic is from the raw run's running statistic (relative L2).")
   args = ap.parse_args()
 
   import jax
+  import jax.numpy as jnp
   import numpy as np
   from absl import logging
 
@@ -49,6 +53,7 @@ def main():
   from artjax.eval import metrics
   from artjax.eval.features import ClassifierFeatures, quantize
   from artjax.eval.reference import reference_stats
+  from artjax.methods.gan import G
   from artjax.train.checkpoint import open_for_reading
 
   variants = args.variants.split(",")
@@ -83,12 +88,22 @@ def main():
     method = methods.build(config)
     batch = min(args.batch, args.num)
     sample = jax.jit(lambda p, ms, rng: method.sample(p, ms, rng, batch))
+
+    @jax.jit
+    def sample_batch_stats(p, ms, rng):  # the same z as `sample` (GAN.sample: prior on the first split)
+      z = method.prior(jax.random.split(rng)[0], batch)
+      c = method.cond(jnp.arange(batch) % method.num_classes) if method.num_classes else {}
+      out, _ = method.gen.apply({"params": p[G], **ms[G]}, z, train=True, mutable=list(ms[G]), **c)
+      return out
     weights = {"raw": items["params"], "ema": items["ema_params"]}
     todo = []  # (label, params, model_state, seconds spent on the state)
     for v in variants:
       w, _, rec = v.partition("_")
       if not rec:
         todo.append((f"{w} + raw running stats", weights[w], items["model_state"], 0.0))
+        continue
+      if rec == "batch":
+        todo.append((f"{w} + each batch's own stats (B={batch})", weights[w], None, 0.0))
         continue
       for k, b in recal:
         m = method_for(config, k, b)
@@ -98,11 +113,18 @@ def main():
         state = jax.block_until_ready(fn(weights[w], items["model_state"], key))
         secs = time.perf_counter() - t  # includes compilation
         size = b or m.generator_batch_size()
+        if args.show_stats:
+          old, new = items["model_state"][G]["batch_stats"], state[G]["batch_stats"]
+          rel = {f"{layer}/{s}": float(np.linalg.norm(new[layer][s] - old[layer][s]) / np.linalg.norm(old[layer][s]))
+                 for layer in old for s in ("mean", "var")}
+          print(f"step {step} {w} K={k} B={size}: |re-estimated - running| / |running|: "
+                + ", ".join(f"{n} {r:.3f}" for n, r in rel.items()), flush=True)
         todo.append((f"{w} + re-estimated K={k} B={size}", weights[w], state, secs))
     for label, params, state, state_secs in todo:
       t = time.perf_counter()
       key = jax.random.key(args.seed)
-      chunks = [np.asarray(sample(params, state, jax.random.fold_in(key, i))) for i in range(-(-args.num // batch))]
+      fn = sample if state is not None else lambda p, _, r: sample_batch_stats(p, items["model_state"], r)
+      chunks = [np.asarray(fn(params, state, jax.random.fold_in(key, i))) for i in range(-(-args.num // batch))]
       samples = np.concatenate(chunks)[:args.num]
       feats, logits = net(quantize(samples, value_range), value_range)
       mu, sigma = metrics.gaussian_stats(feats)
