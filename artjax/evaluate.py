@@ -30,6 +30,7 @@ from absl import flags, logging
 
 from artjax import errors
 from artjax.errors import ArtjaxError
+from artjax.inference import prefer_ema
 from artjax.sampling import define_option_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir of the generative run (holds checkpoints/).")
@@ -44,7 +45,8 @@ _INCEPTION = flags.DEFINE_string("inception", None, "An .npz of FID Inception-v3
                                  "(tools/convert_inception.py): use it instead of a classifier.")
 _BATCH = flags.DEFINE_integer("batch", 500, "Samples generated / images featurized per compiled call.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
-_EMA = flags.DEFINE_bool("ema", True, "Sample with the EMA params when the checkpoint has them.")
+_EMA = flags.DEFINE_bool("ema", None, "Sample with the EMA params (--noema: raw); default: config.sample_ema "
+                        "(True unless the config says otherwise).")
 _STATS_DIR = flags.DEFINE_string("stats_dir", None, "Reference statistics cache (default: FEATURE_NET/fid_stats).")
 _REF_NUM = flags.DEFINE_integer("ref_num", None, "Reference examples of the reference split (default: all).")
 _REF_SPLIT = flags.DEFINE_string("ref_split", "test", "Reference split. Papers' CIFAR-10 FIDs use the 50k "
@@ -258,7 +260,7 @@ def main(argv):
   from artjax.eval.split import supports
 
   if supports(method):
-    settings = {"split": _SPLIT.value, "ema": _EMA.value, "batch": _BATCH.value}
+    settings = {"split": _SPLIT.value, "ema": prefer_ema(config, _EMA.value), "batch": _BATCH.value}
     score = lambda step: evaluate_step_split(workdir, step, _SPLIT.value)
   else:
     settings, score = image_settings(config, method, workdir)
@@ -279,7 +281,7 @@ def image_settings(config, method, workdir):
     return None, None
   options = sample_options(config)
   options = method.check_options(options)
-  settings = {"num": num, "seed": _SEED.value, "batch": _BATCH.value, "ema": _EMA.value,
+  settings = {"num": num, "seed": _SEED.value, "batch": _BATCH.value, "ema": prefer_ema(config, _EMA.value),
               "sample_options": options, "feature_net": net.name, "feature_net_step": net.step,
               "feature_net_checksum": net.checksum, "reference": ref["key"], "k": _K.value}
   if _IS_SPLITS.value != 1:  # only when set, so earlier lines (computed with 1 split) still match

@@ -68,6 +68,26 @@ def _jsonable(value):
   return value
 
 
+@jax.jit
+def _fold_in_rows(seeds, indices):
+  return jax.vmap(lambda s, i: jax.random.fold_in(jax.random.key(s), i))(seeds, indices)
+
+
+def _row_keys(seeds: list, indices: list):
+  """(n,) keys fold_in(key(seeds[j]), indices[j]) in one compiled call (per power-of-two row count).
+
+  The same keys as `jax.random.key(seed)` and `fold_in` one row at a time (int64 seeds and indices are
+  converted as jax converts a Python int; a seed outside int64 raises OverflowError as `key` does), without
+  a vmap trace and three dispatches per request, which cost milliseconds per row on a CPU.
+  """
+  n = len(seeds)
+  padded = next_pow2(n)
+  s, i = np.zeros(padded, np.int64), np.zeros(padded, np.int64)
+  s[:n], i[:n] = seeds, indices
+  keys = _fold_in_rows(s, i)
+  return keys if padded == n else jax.lax.slice_in_dim(keys, 0, n)
+
+
 class Sampler:
   """Samples from one set of weights of one run. Thread-compatible: callers serialize `run` calls."""
 
@@ -88,11 +108,13 @@ class Sampler:
     self.model_state = model_state
 
   @classmethod
-  def from_workdir(cls, workdir, step: int | None = None, ema: bool = True, name=None, max_batch: int = 256):
-    """The checkpoint `step` (default: latest) of WORKDIR; EMA weights when the run keeps them and `ema`."""
+  def from_workdir(cls, workdir, step: int | None = None, ema: bool | None = None, name=None,
+                   max_batch: int = 256):
+    """The checkpoint `step` (default: latest) of WORKDIR. EMA weights when the run keeps them and `ema`
+    is True; `ema=None` follows the run's `config.sample_ema` (default True)."""
     config, items, step = checkpoint.restore_model(workdir, step)
     method = methods.build(config)
-    use_ema = bool(ema and items.get("ema_params") is not None)
+    use_ema = bool(prefer_ema(config, ema) and items.get("ema_params") is not None)
     params = checkpoint.sampling_params(items["params"], items["ema_params"] if use_ema else None)
     return cls(config, method, params, items["model_state"], step=step, workdir=workdir, ema=use_ema,
                name=name, max_batch=max_batch)
@@ -152,23 +174,21 @@ class Sampler:
     batch = int(batch or self.max_batch)
     if batch < 1:
       raise ArtjaxError(f"batch must be >= 1, got {batch}")
-    rows = []  # (request index, sample index, key, options)
+    rows = []  # (request index, sample index, options)
     for r, req in enumerate(requests):
-      base = jax.random.key(req.seed)
-      keys = jax.vmap(lambda i, b=base: jax.random.fold_in(b, i))(np.arange(req.num))
       for i in range(req.num):
-        rows.append((r, i, keys[i], self.method.row_options(req.options, i)))
+        rows.append((r, i, self.method.row_options(req.options, i)))
     groups: dict[Any, list] = {}
     for row in rows:
-      groups.setdefault(self.method.batch_key(row[3]), []).append(row)
+      groups.setdefault(self.method.batch_key(row[2]), []).append(row)
     results = [[None] * req.num for req in requests]
     for group in groups.values():
       for s in range(0, len(group), batch):
         chunk = group[s:s + batch]
         size = min(next_pow2(len(chunk)), batch)
-        keys = jax.numpy.stack([c[2] for c in chunk])
-        out = self.method.sample_rows(self.params, self.model_state, keys, [c[3] for c in chunk], size)
-        for (r, i, _, _), item in zip(chunk, out):
+        keys = _row_keys([requests[r].seed for r, _, _ in chunk], [i for _, i, _ in chunk])
+        out = self.method.sample_rows(self.params, self.model_state, keys, [c[2] for c in chunk], size)
+        for (r, i, _), item in zip(chunk, out):
           results[r][i] = item
     return [Samples(self.output_kind, self._stack(items), self.provenance(req.num, req.seed, req.options),
                     self.config) for req, items in zip(requests, results)]
@@ -217,6 +237,11 @@ class Sampler:
     for n in sizes:
       self.run([Request(int(n), 0, options)])
     return time.perf_counter() - t
+
+
+def prefer_ema(config, ema: bool | None = None) -> bool:
+  """Whether to sample with the EMA weights: `ema` if given, else the run's `config.sample_ema` (True)."""
+  return bool(config.get("sample_ema", True)) if ema is None else bool(ema)
 
 
 def class_names(config) -> list[str]:

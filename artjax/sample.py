@@ -26,7 +26,8 @@ _NUM = flags.DEFINE_integer("num", None, "Number of samples (rows, with --interp
 flags.DEFINE_alias("n", "num")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Samples generated per compiled call.")
-_EMA = flags.DEFINE_bool("ema", True, "Use the EMA params when the checkpoint has them (--noema: raw params).")
+_EMA = flags.DEFINE_bool("ema", None, "Sample with the EMA params (--noema: the raw params); default: the run's "
+                        "config.sample_ema (True unless the config says otherwise).")
 _OUT = flags.DEFINE_string("out", None, "Output file; its suffix picks the format (.png grid, .npy array; "
                            "text: .txt, .json).")
 _RECORD_PROMPT = flags.DEFINE_bool("record_prompt", False, "Also record the prompt in the file's provenance.")

@@ -171,3 +171,22 @@ def test_layer_applied_twice_is_refused():
   params = {G: variables["params"], D: {}}
   with pytest.raises(ArtjaxError, match="more than once"):
     method.sampling_state(params, {G: {"batch_stats": variables["batch_stats"]}, D: {}}, jax.random.key(0))
+
+
+def test_sample_ema_config_picks_the_default_weights(tmp_path):
+  """GAN configs sample the raw weights by default (they score better, experiments/README.md);
+  --ema (ema=True) samples the EMA with re-estimated BatchNorm statistics."""
+  from artjax.inference import Sampler
+  from artjax.train.loop import train
+  from conftest import smoke_config
+
+  config = smoke_config(**{"ema_decay": 0.9, "sample_every": 0})
+  with config.unlocked():
+    config.sample_ema = False
+  train(config, tmp_path, progress=False)
+  raw, ema = Sampler.from_workdir(tmp_path), Sampler.from_workdir(tmp_path, ema=True)
+  assert not raw.ema and ema.ema
+  a, b = raw.sample(4, seed=0).items, ema.sample(4, seed=0).items
+  assert not np.allclose(a, b)
+  stats = lambda s: s.model_state["generator"]["batch_stats"]  # noqa: E731
+  assert not all(np.allclose(x, y) for x, y in zip(jax.tree.leaves(stats(raw)), jax.tree.leaves(stats(ema))))

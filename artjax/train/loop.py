@@ -16,7 +16,7 @@ from artjax import data, encoders, methods
 from artjax.errors import ArtjaxError
 from artjax.eval import split as split_eval
 from artjax.train import sharding
-from artjax.inference import Sampler
+from artjax.inference import Sampler, prefer_ema
 from artjax.train.checkpoint import Checkpointer, config_to_dict
 from artjax.train.state import create, sampling_params, train_step
 from artjax.train.writer import MetricWriter
@@ -140,9 +140,10 @@ class Trainer:
 
     The seed is fixed across the run (config.seed + 1), so grids show progress on the same latents.
     """
-    sampler = Sampler(self.config, self.method, sampling_params(state.params, state.ema_params),
+    ema = state.ema_params if prefer_ema(self.config) else None
+    sampler = Sampler(self.config, self.method, sampling_params(state.params, ema),
                       state.model_state, step=int(jax.device_get(state.step)), workdir=self.workdir,
-                      ema=state.ema_params is not None)
+                      ema=ema is not None)
     samples = sampler.sample(int(self.config.get("num_samples", self.method.default_num_samples)),
                              self.config.seed + 1)
     if jax.process_index() == 0:
