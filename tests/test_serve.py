@@ -305,6 +305,9 @@ def test_rate_limits_and_size_limits(served_runs):
       assert set(err) == {"message", "type", "param", "code"} and (param is None or err["param"] == param), err
     r = client.post("/v1/completions", content=b'{"prompt": "' + b"a" * 4000 + b'"}', headers=h)
     assert r.status_code == 413 and "2048" in r.json()["error"]["message"]
+    chunked = (part for part in [b'{"model": "txt", "prompt": "', b"a" * 3000, b'"}'])  # no Content-Length
+    r = client.post("/v1/completions", content=chunked, headers=h)
+    assert r.status_code == 413
     r = client.post("/v1/completions", content=b"{not json", headers={**h, "Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
 

@@ -303,6 +303,9 @@ def create_app(server: Server) -> FastAPI:
       response = _error_response(e)
     else:
       response = None
+    if response is None and not length and request.method in ("POST", "PUT", "PATCH"):
+      # A chunked body has no Content-Length: read it (Starlette caches it for the route) and measure.
+      length = len(await request.body())
     if response is not None:
       pass
     elif length > server.settings.max_body_bytes:
