@@ -22,7 +22,7 @@ import numpy as np
 import artjax
 from artjax import checkpoint, methods
 from artjax.errors import ArtjaxError
-from artjax.options import OptionError
+from artjax.options import OptionError, check_seed
 
 
 @dataclasses.dataclass
@@ -47,11 +47,16 @@ class Samples:
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-  """`num` samples with `seed` and checked `options` (as `Sampler.check` returns them)."""
+  """`num` samples with `seed` and checked `options` (as `Sampler.check` returns them).
+
+  Sample i is drawn from fold_in(key(seed), offset + i): a request for several prompts numbers its
+  choices on from one seed (OpenAI's choice index), without reusing another seed's draws.
+  """
 
   num: int
   seed: int
   options: dict
+  offset: int = 0
 
 
 def next_pow2(n: int) -> int:
@@ -162,10 +167,15 @@ class Sampler:
 
   # --- sampling --------------------------------------------------------------------------------
 
+  def resolve(self, options: dict) -> dict:
+    """Checked options with the model's defaults filled in: what sampling will use (server limits)."""
+    return self.method.resolve_options(self.method.row_options(options, 0))
+
   def sample(self, num: int, seed: int = 0, batch: int | None = None, **options) -> Samples:
     """`num` samples (at most `batch`, default max_batch, per compiled call)."""
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
       raise OptionError("n", f"the number of samples must be a positive integer, got {num!r}")
+    seed = check_seed(seed)
     options = self.check(options)
     return self.run([Request(int(num), int(seed), options)], batch=batch)[0]
 
@@ -177,7 +187,7 @@ class Sampler:
     rows = []  # (request index, sample index, options)
     for r, req in enumerate(requests):
       for i in range(req.num):
-        rows.append((r, i, self.method.row_options(req.options, i)))
+        rows.append((r, i, self.method.row_options(req.options, req.offset + i)))
     groups: dict[Any, list] = {}
     for row in rows:
       groups.setdefault(self.method.batch_key(row[2]), []).append(row)
@@ -186,11 +196,13 @@ class Sampler:
       for s in range(0, len(group), batch):
         chunk = group[s:s + batch]
         size = min(next_pow2(len(chunk)), batch)
-        keys = _row_keys([requests[r].seed for r, _, _ in chunk], [i for _, i, _ in chunk])
+        keys = _row_keys([requests[r].seed for r, _, _ in chunk], [requests[r].offset + i for r, i, _ in chunk])
         out = self.method.sample_rows(self.params, self.model_state, keys, [c[2] for c in chunk], size)
         for (r, i, _), item in zip(chunk, out):
           results[r][i] = item
-    return [Samples(self.output_kind, self._stack(items), self.provenance(req.num, req.seed, req.options),
+    return [Samples(self.output_kind, self._stack(items),
+                    {**self.provenance(req.num, req.seed, req.options), **({"first_index": req.offset}
+                                                                           if req.offset else {})},
                     self.config) for req, items in zip(requests, results)]
 
   def _stack(self, items):
@@ -213,7 +225,7 @@ class Sampler:
     if not self.method.traceable_sample:
       raise ArtjaxError(f"the {self.config.method.name!r} method has no latent space to interpolate")
     options = self.check(options)
-    key = jax.random.key(seed)
+    key = jax.random.key(check_seed(seed))
     decode_options = dict(options)
     if "label" in self.method.sample_options and options.get("label") is None:
       decode_options["label"] = np.repeat(np.arange(rows) % self.method.num_classes, cols)

@@ -13,6 +13,9 @@ from typing import Any
 from artjax.errors import ArtjaxError
 
 KINDS = ("int", "float", "str", "bool", "strings")
+INT_RANGE = (-2 ** 31, 2 ** 31 - 1)   # options become int32 on the device
+FLOAT_MAX = 3.4028234663852886e38    # float32's largest finite value
+SEED_RANGE = (0, 2 ** 32 - 1)        # jax.random.key takes a uint32 seed (larger ints wrap)
 
 
 class OptionError(ArtjaxError):
@@ -68,18 +71,21 @@ class Option:
           value = int(value)
         else:
           raise fail("must be an integer")
+      if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise fail(f"must fit in 32 bits ({INT_RANGE[0]}..{INT_RANGE[1]})")
       self._check_range(int(value), fail)
       return int(value)
     if self.kind == "float":
       if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail("must be a number")
-      if not math.isfinite(value):
-        raise fail("must be a finite number")
+      if not math.isfinite(value) or abs(value) > FLOAT_MAX:
+        raise fail("must be a finite number (float32)")
       self._check_range(float(value), fail)
       return float(value)
     if self.kind == "str":
       if not isinstance(value, str):
         raise fail("must be a string")
+      _check_utf8(self.name, value)
       if self.max_length is not None and len(value) > self.max_length:
         raise OptionError(self.name, f"sampling option {self.name}: at most {self.max_length} characters, "
                           f"got {len(value)}")
@@ -90,6 +96,8 @@ class Option:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
       raise fail("must be a string or a list of strings")
+    for s in items:
+      _check_utf8(self.name, s)
     if self.max_items is not None and len(items) > self.max_items:
       raise OptionError(self.name, f"sampling option {self.name}: at most {self.max_items} items, got {len(items)}")
     if self.max_length is not None and any(len(s) > self.max_length for s in items):
@@ -113,6 +121,21 @@ class Option:
     if self.exclusive_minimum:
       d["exclusive_minimum"] = True
     return d
+
+
+def _check_utf8(name, text):
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise OptionError(name, f"sampling option {name}: not valid Unicode text ({e.reason} at "
+                      f"position {e.start})") from None
+
+
+def check_seed(seed, name: str = "seed") -> int:
+  """A sampling seed as an int in SEED_RANGE (OptionError otherwise)."""
+  if isinstance(seed, bool) or not isinstance(seed, int) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+    raise OptionError(name, f"{name}: must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]}, got {seed!r}")
+  return int(seed)
 
 
 def check(declared, options: dict, owner: str = "this model") -> dict:

@@ -37,6 +37,17 @@ def test_text_options_are_checked(name, value, why):
   assert e.value.param == name
 
 
+def test_continuation_script_and_stop_on_the_returned_text():
+  method, params = make_method(chars="春夏秋冬山水風月花鳥雲日天人，。", specials=("<eos>",))
+  [poem] = method.sample(params, {}, jax.random.key(0), 1, form="五言绝句", prompt="春", script="simplified")
+  assert poem == "春" + poem.continuation and "\n" in poem  # the prompt is not part of the continuation
+  [cut] = method.sample(params, {}, jax.random.key(0), 1, form="五言绝句", prompt="春", script="simplified",
+                        stop="\n")
+  assert cut == poem[:poem.index("\n")] and cut.finish_reason == "stop"  # stops apply to the text as returned
+  [trad] = method.sample(params, {}, jax.random.key(0), 1, form="五言绝句", prompt="风", script="traditional")
+  assert trad.startswith("風") and trad == "風" + trad.continuation
+
+
 def test_form_with_infinite_temperature_is_refused():
   method, params = make_method(chars="春夏秋冬山水風月花鳥雲日天人，。", specials=("<eos>",))
   with pytest.raises(OptionError, match="finite"):

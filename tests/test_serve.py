@@ -104,15 +104,20 @@ def test_completions_n_stop_seed_and_stream(live):
     assert cut[0].finish_reason == "stop"
   echoed = client.completions.create(n=1, seed=3, echo=True, **kw).choices[0].text
   assert echoed == "ROMEO:" + texts[0]
-  stream = client.completions.create(n=2, seed=3, stream=True, stop=stop, **kw)
-  parts, reasons = {0: "", 1: ""}, {}
+  stream = client.completions.create(n=2, seed=3, stream=True, stop=stop, stream_options={"include_usage": True},
+                                     **kw)
+  parts, reasons, usage = {0: "", 1: ""}, {}, None
   for chunk in stream:
+    usage = chunk.usage or usage
     for ch in chunk.choices:
       parts[ch.index] += ch.text
       if ch.finish_reason:
         reasons[ch.index] = ch.finish_reason
   assert parts[0] == texts[0][:texts[0].find(stop)] and stop not in parts[0]
-  assert set(reasons) == {0, 1}
+  assert set(reasons) == {0, 1} and usage.completion_tokens == len(parts[0]) + len(parts[1])
+  # A list of prompts numbers its choices on from one seed: choice k is sample k of that seed.
+  both = client.completions.create(prompt=["ROMEO:", "ROMEO:"], n=1, seed=3, model="txt", max_tokens=30)
+  assert [c.text for c in both.choices] == texts and [c.index for c in both.choices] == [0, 1]
 
 
 def test_poem_with_form_and_acrostic(live):
@@ -286,7 +291,8 @@ def test_rate_limits_and_size_limits(served_runs):
 
   store = KeyStore(os.path.join(os.environ["TMPDIR"], "k.json"))
   key = store.add("alice")
-  server, app = make_app(served_runs, keystore=store, rate_limiter=RateLimiter(2, 100))
+  server, app = make_app(served_runs, keystore=store, rate_limiter=RateLimiter(2, 100),
+                         settings={"cors_origins": ("http://localhost:5173",)})
   h = {"Authorization": f"Bearer {key}"}
   with TestClient(app) as client:
     wait_ready(client)
@@ -310,6 +316,20 @@ def test_rate_limits_and_size_limits(served_runs):
     assert r.status_code == 413
     r = client.post("/v1/completions", content=b"{not json", headers={**h, "Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    for body, param in [({"seed": 2 ** 64}, "seed"), ({"top_k": 3_000_000_000}, "top_k"),
+                        ({"temperature": 1e39}, "temperature")]:
+      r = client.post("/v1/completions", json={**ok, **body}, headers=h)
+      assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    lone_surrogate = b'{"model": "txt", "prompt": "a\\ud800", "max_tokens": 8}'  # valid JSON, not valid text
+    r = client.post("/v1/completions", content=lone_surrogate, headers={**h, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt", r.text
+    r = client.options("/v1/completions", headers={"Origin": "http://localhost:5173",
+                                                   "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://localhost:5173"
+    r = client.get("/v1/models", headers={"Origin": "http://localhost:5173"})  # an error still carries CORS
+    assert r.status_code == 401 and r.headers["access-control-allow-origin"] == "http://localhost:5173"
+    KeyStore(store.path).revoke("alice")  # revoked with the CLI while the server runs
+    assert client.get("/v1/models", headers=h).status_code == 401
 
 
 def test_content_filter_both_ways(served_runs):
@@ -347,3 +367,16 @@ def test_serve_cli_refuses_unsafe_setups(served_runs, tmp_path):
   p = run_cli("-m", "artjax.serve", "keys", "add", "bob", "--keys", str(tmp_path / "k.json"))
   key = p.stdout.strip().splitlines()[-1]
   assert p.returncode == 0 and key.startswith("ajx-") and key not in (tmp_path / "k.json").read_text()
+
+
+def test_prompts_name_classes():
+  from artjax.serve.app import ApiError, _class_of
+
+  fashion = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+  for prompt, label in [("t-shirt", 0), ("a T-shirt/top please", 0), ("top", 0), ("shirt", 6), ("sneakers", 7),
+                        ("boot", 9), ("an ankle boot", 9)]:
+    assert _class_of(prompt, fashion) == label, prompt
+  assert _class_of("7", [str(i) for i in range(10)]) == 7
+  for bad in ("a giraffe", "a shirt and a bag"):
+    with pytest.raises(ApiError):
+      _class_of(bad, fashion)

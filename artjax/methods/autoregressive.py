@@ -125,16 +125,19 @@ class Completion(str):
   """A generated text (a str) that also knows why it ended and how many tokens it took.
 
   finish_reason: 'stop' (end of text or a stop string) | 'length' (max_tokens reached);
-  prompt_tokens / completion_tokens: token counts (the completion's up to the cut).
+  prompt_tokens / completion_tokens: token counts (the completion's up to the cut);
+  continuation: the generated part alone (the text is the prompt, as output, followed by it).
   """
 
   finish_reason: str
   prompt_tokens: int
   completion_tokens: int
+  continuation: str
 
-  def __new__(cls, text, finish_reason="length", prompt_tokens=0, completion_tokens=0):
+  def __new__(cls, text, finish_reason="length", prompt_tokens=0, completion_tokens=0, continuation=None):
     self = super().__new__(cls, text)
     self.finish_reason, self.prompt_tokens, self.completion_tokens = finish_reason, prompt_tokens, completion_tokens
+    self.continuation = text if continuation is None else continuation
     return self
 
 
@@ -151,6 +154,7 @@ class AutoRegressive(SingleLossMethod):
 
   output_kind = "text"
   default_num_samples = 1
+  train_samples = 4
   traceable_sample = False  # sample() does Python work (tokenizing, stop strings) around a jitted loop
   OPTIONS = (
       opts.Option("prompt", "str", "Text the samples continue (default: none, or a newline).", default=""),
@@ -293,6 +297,11 @@ class AutoRegressive(SingleLossMethod):
     del index
     return options
 
+  def resolve_options(self, options: dict) -> dict:
+    """Options with the effective max_tokens (a poem form's own length), temperature, top_k, top_p."""
+    row = self._prepare(options)
+    return {**options, **{k: row[k] for k in ("max_tokens", "temperature", "top_k", "top_p")}}
+
   def batch_key(self, options: dict):
     """Rows share a decode loop when their prompts have the same token length and the same poem
     constraint and cache setting (the loop's window count and mask are shared; sampling numbers and
@@ -311,21 +320,26 @@ class AutoRegressive(SingleLossMethod):
     tok = self.tokenizer
     new = [int(t) for t in ids[:row["max_tokens"]] if t >= 0]
     ended = bool(new) and tok.eos_id is not None and new[-1] == tok.eos_id
-    text = tok.decode(new)
-    cuts = [text.find(s) for s in row["stop"] if s and s in text]
+    raw = tok.decode(new)
+
+    def shown(text):  # as the reader gets it: a regulated poem one couplet per line, in the asked script
+      if row["allowed"] is not None:
+        text = text.replace("。", "。\n").rstrip("\n")
+      return convert_script(text, row["script"]) if row["script"] else text
+
+    prompt = shown(row["prompt"]) if row["prompt"] else ""
+    full = shown(row["prompt"] + raw)
+    cont = full[len(prompt):] if full.startswith(prompt) else shown(raw)
+    # Stop strings apply to the text as returned (so "\n" also stops at a couplet's line break).
+    cuts = [cont.find(s) for s in row["stop"] if s and s in cont]
+    used = len(new)
     if cuts:
-      text = text[:min(cuts)]
+      cont = cont[:min(cuts)]
       # tokens up to the cut (a character tokenizer: one per character; bytes: the UTF-8 length)
-      used = len(text.encode("utf-8")) if tok.kind == "byte" else len(text)
-    else:
-      used = len(new)
+      kept = cont.replace("\n", "") if row["allowed"] is not None else cont
+      used = min(used, len(kept.encode("utf-8")) if tok.kind == "byte" else len(kept))
     reason = "stop" if cuts or ended or len(new) < row["max_tokens"] else "length"
-    text = row["prompt"] + text
-    if row["allowed"] is not None:  # a regulated poem reads as one couplet per line
-      text = text.replace("。", "。\n").rstrip("\n")
-    if row["script"]:
-      text = convert_script(text, row["script"])
-    return Completion(text, reason, row["prompt_tokens"], used)
+    return Completion(prompt + cont, reason, row["prompt_tokens"], used, continuation=cont)
 
   def sample(self, params, model_state, rng, num, **options):
     """`num` texts (Completions): the prompt followed by its continuation, cut before the first stop string.

@@ -21,6 +21,7 @@ collections to sample them with (BatchNorm statistics re-estimated for those wei
 Families with one loss subclass `SingleLossMethod` and write only `loss` and `sample`.
 """
 
+import collections
 import dataclasses
 
 import jax
@@ -32,6 +33,9 @@ from artjax import models
 from artjax import options as opts
 from artjax.errors import ArtjaxError
 from artjax.optim import make_optimizer
+
+
+MAX_COMPILED = 32  # compiled sampling programs kept per method (least recently used dropped)
 
 
 def apply_module(module, params, state, *args, **kwargs):
@@ -53,6 +57,7 @@ class Method:
   """Base class; see the module docstring for the contract."""
 
   default_num_samples = 64  # what `artjax.sample` draws when --num is not given
+  train_samples = 64        # what the training loop's sample grids hold unless config.num_samples says
   output_kind = "image"  # selects the encoder (artjax.encoders) that turns samples into files / responses.
   OPTIONS: tuple[opts.Option, ...] = ()  # every sampling option the family may take (typed, documented).
   sample_options: tuple[str, ...] = ()  # the names of those this instance takes (e.g. label if conditional).
@@ -106,9 +111,14 @@ class Method:
       return {**options, "label": index % self.num_classes}
     return options
 
+  def resolve_options(self, options: dict) -> dict:
+    """Checked options with this model's defaults filled in (what sampling will actually use), so that
+    limits apply to effective values and an explicit default shares the compiled call of an omitted one."""
+    return dict(options)
+
   def batch_key(self, options: dict):
     """Rows whose options give equal keys share one compiled call (the label is traced per row)."""
-    return tuple(sorted((k, v) for k, v in options.items() if k != "label"))
+    return tuple(sorted((k, v) for k, v in self.resolve_options(options).items() if k != "label"))
 
   def sample_rows(self, params, model_state, keys, rows: list[dict], size: int):
     """Outputs (len(rows), ...) for rows sharing one `batch_key`; row i is what `sample(..., keys[i], 1,
@@ -118,7 +128,7 @@ class Method:
     n = len(rows)
     if not 0 < n <= size:
       raise ValueError(f"{n} rows do not fit a batch of {size}")
-    static = tuple(sorted((k, v) for k, v in rows[0].items() if k != "label"))
+    static = self.batch_key(rows[0])
     labels = None
     if "label" in self.sample_options:
       labels = sample_labels(np.array([r["label"] for r in rows]), n, self.num_classes)
@@ -131,8 +141,13 @@ class Method:
     return np.asarray(out)[:n]
 
   def _rows_fn(self, static, with_labels):
-    cache = self.__dict__.setdefault("_rows_cache", {})
-    if (static, with_labels) not in cache:
+    # Bounded: every distinct static option set is a compiled program (a client could ask for many).
+    cache = self.__dict__.setdefault("_rows_cache", collections.OrderedDict())
+    if (static, with_labels) in cache:
+      cache.move_to_end((static, with_labels))
+    else:
+      while len(cache) >= MAX_COMPILED:
+        cache.popitem(last=False)
       options = dict(static)
 
       def fn(params, model_state, keys, labels):

@@ -85,6 +85,22 @@ class Diffusion(SingleLossMethod):
     self.shape = (config.data.image_size, config.data.image_size, config.data.channels)
     self.value_range = tuple(config.data.get("value_range", (-1.0, 1.0)))
 
+  def resolve_options(self, options: dict) -> dict:
+    d = self.defaults
+    sampler = options.get("sampler") or d["sampler"]
+    steps = options.get("steps")
+    if steps is None:  # DDPM defaults to the full chain; DDIM to config.method.sample_steps
+      steps = self.num_timesteps if sampler == "ddpm" else d["steps"]
+    out = {"sampler": sampler, "steps": int(steps)}
+    if sampler == "ddim":  # DDPM ignores eta
+      out["eta"] = float(d["eta"] if options.get("eta") is None else options["eta"])
+    guidance = d["guidance"] if options.get("guidance") is None else options["guidance"]
+    if self.num_classes and guidance is not None:
+      out["guidance"] = float(guidance)
+    if options.get("label") is not None:
+      out["label"] = options["label"]
+    return out
+
   def options(self):
     # steps is bounded by this model's training timesteps
     return tuple(dataclasses.replace(o, maximum=self.num_timesteps) if o.name == "steps" else o

@@ -98,7 +98,7 @@ def build_schemas(declared: dict):
       temperature=(Optional[float], Field(None, description="0..2 typical; 0 is greedy.")),
       top_p=(Optional[float], None), n=(Optional[int], Field(None, description="Choices per prompt (default 1).")),
       stop=(Optional[Union[str, list[str]]], Field(None, description="Up to 4 stop sequences; not in the output.")),
-      seed=(Optional[int], Field(None, description="Same seed and request give the same text.")),
+      seed=(Optional[int], Field(None, ge=0, le=2 ** 32 - 1, description="Same seed and request give the same output.")),
       stream=(Optional[bool], False), echo=(Optional[bool], False),
       logprobs=(Optional[int], None), user=(Optional[str], None), suffix=(Optional[str], None),
       best_of=(Optional[int], None), presence_penalty=(Optional[float], None),
@@ -117,7 +117,7 @@ def build_schemas(declared: dict):
       size=(Optional[str], Field(None, description="WxH; must be the model's size.")),
       response_format=(Optional[Literal["b64_json", "url"]], Field(None, description="Only b64_json.")),
       quality=(Optional[str], None), style=(Optional[str], None), user=(Optional[str], None),
-      seed=(Optional[int], None),
+      seed=(Optional[int], Field(None, ge=0, le=2 ** 32 - 1, description="Same seed and request give the same output.")),
   )
   image_fields = {"label", "sampler", "steps", "eta", "guidance"}
   image = create_model("ImageRequest", __base__=_Strict, **image_base,
@@ -193,10 +193,24 @@ class Server:
                      code="missing_api_key")
     if scheme.lower() != "bearer" or not token.strip():
       raise ApiError(401, "malformed Authorization header: expected 'Bearer KEY'", code="invalid_api_key")
+    self._reload_keys()
     name = self.keystore.verify(token.strip())
     if name is None:
       raise ApiError(401, "incorrect API key", code="invalid_api_key")
     return name
+
+  def _reload_keys(self):
+    """Picks up keys added or revoked with `keys add/revoke` while the server runs (one stat per request)."""
+    import os
+
+    try:
+      mtime = os.stat(self.keystore.path).st_mtime_ns
+    except OSError:
+      return
+    if mtime != getattr(self, "_keys_mtime", None):
+      if getattr(self, "_keys_mtime", None) is not None:
+        self.keystore.reload()
+      self._keys_mtime = mtime
 
   def rate_limit(self, key_id: str, units: int, field: str):
     if self.limiter is None:
@@ -235,6 +249,42 @@ class Server:
       if hit:
         raise ApiError(400, f"the {field} was refused by the content filter", param=field, code="content_filter")
 
+  def check_text(self, text, field: str):
+    """Length limit and content filter for any text a caller sends (prompts, acrostics, stop strings)."""
+    if isinstance(text, (list, tuple)):
+      for t in text:
+        self.check_text(t, field)
+      return
+    if not isinstance(text, str) or not text:
+      return
+    if len(text) > self.settings.max_prompt_chars:
+      raise ApiError(400, f"{field}: {len(text)} characters exceed this server's limit of "
+                     f"{self.settings.max_prompt_chars}", param=field, code="limit_exceeded")
+    self.check_prompt(text, field)
+
+  def checked(self, sampler, options: dict):
+    """(checked options, effective options) for `sampler`; 400s name the field or limit."""
+    try:
+      opts = sampler.check(options)
+      eff = sampler.resolve(opts)
+      sampler.batch_key(opts)  # e.g. a prompt that does not fit a poem's form fails here, alone
+    except OptionError as e:
+      raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
+    except ArtjaxError as e:
+      raise ApiError(400, str(e), code="invalid_value") from None
+    self.limit(eff.get("max_tokens"), self.settings.max_tokens, "max_tokens")
+    self.limit(eff.get("steps"), self.settings.max_steps, "steps")
+    return opts, eff
+
+  async def run(self, name: str, request):
+    """Submits a sampling request to the model's queue; input errors found while sampling are 400s."""
+    try:
+      return await self.queues[name].submit(request)
+    except OptionError as e:
+      raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
+    except ArtjaxError as e:
+      raise ApiError(400, str(e), code="invalid_value") from None
+
   def filtered_output(self, text: str) -> bool:
     return bool(self.filter is not None and text and self.filter(text))
 
@@ -242,6 +292,54 @@ class Server:
     if value is not None and value > limit:
       raise ApiError(400, f"{field}: {value} exceeds this server's limit of {limit}", param=field,
                      code="limit_exceeded")
+
+
+class BodyTooLarge(Exception):
+  pass
+
+
+class BodyLimit:
+  """ASGI middleware: a 413 as soon as more than `limit` body bytes have arrived, whatever the headers
+  say (a declared Content-Length over the limit is refused before reading anything)."""
+
+  def __init__(self, app, limit: int):
+    self.app, self.limit = app, int(limit)
+
+  async def __call__(self, scope, receive, send):
+    if scope["type"] != "http":
+      return await self.app(scope, receive, send)
+    headers = dict(scope.get("headers") or [])
+    try:
+      declared = int(headers.get(b"content-length", b"0") or 0)
+    except ValueError:
+      declared = 0
+    too_large = _error_response(ApiError(413, f"request body exceeds the limit of {self.limit} bytes",
+                                         code="body_too_large"))
+    if declared > self.limit:
+      return await too_large(scope, receive, send)
+    state = {"seen": 0, "exceeded": False, "started": False}
+
+    async def limited_receive():
+      message = await receive()
+      if message["type"] == "http.request":
+        state["seen"] += len(message.get("body", b""))
+        if state["seen"] > self.limit:
+          state["exceeded"] = True
+          raise BodyTooLarge()
+      return message
+
+    async def guarded_send(message):
+      if state["exceeded"]:
+        return  # the app's own answer to the aborted body is replaced by the 413 below
+      state["started"] = True
+      await send(message)
+
+    try:
+      await self.app(scope, limited_receive, guarded_send)
+    except BodyTooLarge:
+      pass
+    if state["exceeded"] and not state["started"]:
+      await too_large(scope, receive, send)
 
 
 _ENDPOINT = {"text": "/v1/completions", "image": "/v1/images/generations"}  # or /v1/samples, for any kind
@@ -252,7 +350,7 @@ class SamplesRequest(_Strict):
 
   model: Optional[str] = Field(None, description="Model id (default: the first served model).")
   n: Optional[int] = Field(None, description="Samples (default 1).")
-  seed: Optional[int] = Field(None, description="Sample i is drawn from fold_in(key(seed), i).")
+  seed: Optional[int] = Field(None, ge=0, le=2 ** 32 - 1, description="Sample i is drawn from fold_in(key(seed), i).")
   options: dict[str, Any] = Field(default_factory=dict, description="The model's typed sampling options "
                                                                     "(see /v1/models).")
 
@@ -276,11 +374,8 @@ def create_app(server: Server) -> FastAPI:
                 description="OpenAI-compatible API over artjax checkpoints (completions, image generations).")
   app.state.server = server
 
-  if server.settings.cors_origins:
-    from fastapi.middleware.cors import CORSMiddleware
-
-    app.add_middleware(CORSMiddleware, allow_origins=list(server.settings.cors_origins),
-                       allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+  # Innermost: the body limit, counted on the bytes that arrive (a Content-Length can lie).
+  app.add_middleware(BodyLimit, limit=server.settings.max_body_bytes)
 
   @app.middleware("http")
   async def envelope(request: Request, call_next):
@@ -297,20 +392,14 @@ def create_app(server: Server) -> FastAPI:
     except ValueError:
       length = 0
     try:
-      if request.url.path not in PUBLIC_PATHS:
+      if request.url.path not in PUBLIC_PATHS and request.method != "OPTIONS":  # CORS preflights carry no key
         request.state.key_id = server.authenticate(request)  # before the body is even parsed
     except ApiError as e:
       response = _error_response(e)
     else:
       response = None
-    if response is None and not length and request.method in ("POST", "PUT", "PATCH"):
-      # A chunked body has no Content-Length: read it (Starlette caches it for the route) and measure.
-      length = len(await request.body())
     if response is not None:
       pass
-    elif length > server.settings.max_body_bytes:
-      response = _error_response(ApiError(413, f"request body of {length} bytes exceeds the limit of "
-                                          f"{server.settings.max_body_bytes}", code="body_too_large"))
     elif server.inflight >= server.settings.max_concurrency and request.url.path.startswith("/v1/"):
       response = _error_response(ApiError(503, "the server is at its concurrency limit; retry shortly",
                                            "server_error", code="overloaded", headers={"Retry-After": "1"}))
@@ -333,6 +422,12 @@ def create_app(server: Server) -> FastAPI:
                           "model": request.state.model, "request_bytes": length, "units": request.state.units,
                           "status": response.status_code, "latency_ms": round(latency * 1e3, 2)})
     return response
+
+  if server.settings.cors_origins:  # added last: outermost, so its headers are on every answer (401s too)
+    from fastapi.middleware.cors import CORSMiddleware
+
+    app.add_middleware(CORSMiddleware, allow_origins=list(server.settings.cors_origins),
+                       allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
 
   @app.exception_handler(ApiError)
   async def api_error(request, exc: ApiError):
@@ -360,6 +455,10 @@ def create_app(server: Server) -> FastAPI:
 
   @app.exception_handler(Exception)
   async def any_error(request, exc: Exception):
+    from starlette.requests import ClientDisconnect
+
+    if isinstance(exc, (ClientDisconnect, BodyTooLarge)):  # answered by BodyLimit, or nobody is listening
+      return _error_response(ApiError(413 if isinstance(exc, BodyTooLarge) else 400, "request body not received"))
     log.exception("unhandled error")
     return _error_response(ApiError(500, "internal server error", "server_error"))
 
@@ -375,8 +474,8 @@ def create_app(server: Server) -> FastAPI:
   @app.get("/readyz", include_in_schema=False)
   async def readyz():
     if server.ready:
-      return {"status": "ready", "models": list(server.models)}
-    message = f"model loading failed: {server.load_error}" if server.load_error else "models are loading"
+      return {"status": "ready"}
+    message = "model loading failed (see the server log)" if server.load_error else "models are loading"
     return _error_response(ApiError(503, message, "server_error", code="not_ready"))
 
   @app.get("/metrics", include_in_schema=False)
@@ -441,6 +540,11 @@ def create_app(server: Server) -> FastAPI:
     n = _n(req)
     server.limit(n * len(prompts), server.settings.max_n, "n")
     stream, echo = bool(req.pop("stream", False)), bool(req.pop("echo", False))
+    stream_options = req.get("stream_options") or {}
+    unknown = sorted(set(stream_options) - {"include_usage"})
+    if unknown or (stream_options and not stream):
+      raise ApiError(400, f"stream_options: only include_usage, with stream=true (got {sorted(stream_options)})",
+                     param="stream_options", code="unsupported_parameter")
     seed = req.pop("seed", None)
     seed = secrets.randbits(31) if seed is None else seed
     for field in ("user", "stream_options", "best_of", "logprobs", "presence_penalty", "frequency_penalty",
@@ -451,47 +555,39 @@ def create_app(server: Server) -> FastAPI:
     if "max_tokens" in names and "max_tokens" not in options and not options.get("form") \
         and not options.get("acrostic"):
       options["max_tokens"] = server.settings.default_max_tokens
-    server.limit(options.get("max_tokens"), server.settings.max_tokens, "max_tokens")
     for p in prompts:
-      if len(p) > server.settings.max_prompt_chars:
-        raise ApiError(400, f"prompt: {len(p)} characters exceed this server's limit of "
-                       f"{server.settings.max_prompt_chars}", param="prompt", code="limit_exceeded")
-      server.check_prompt(p)
-    for field in ("acrostic",):
-      server.check_prompt(options.get(field, ""), field)
-    checked = []
+      server.check_text(p, "prompt")
+    for field, value in options.items():
+      server.check_text(value, field)  # acrostic, stop strings...
+    checked, units = [], 0
     for p in prompts:
-      try:
-        opts = sampler.check({**options, **({"prompt": p} if "prompt" in names else {})})
-        sampler.batch_key(opts)  # a prompt that does not fit a poem form fails here, alone
-      except OptionError as e:
-        raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
-      except ArtjaxError as e:
-        raise ApiError(400, str(e), code="invalid_value") from None
+      opts, eff = server.checked(sampler, {**options, **({"prompt": p} if "prompt" in names else {})})
       checked.append(opts)
-    tokens = int(options.get("max_tokens") or server.settings.default_max_tokens)
-    request.state.units = n * len(prompts) * tokens
-    server.rate_limit(key_id, request.state.units, "max_tokens")
-    results = await asyncio.gather(*[server.queues[name].submit(SampleRequest(n, seed + i, opts))
+      units += n * int(eff.get("max_tokens") or 1)
+    request.state.units = units
+    server.rate_limit(key_id, units, "max_tokens")
+    # One seed for the whole request: choice i * n + j is drawn from fold_in(key(seed), i * n + j).
+    results = await asyncio.gather(*[server.run(name, SampleRequest(n, seed, opts, offset=i * n))
                                      for i, opts in enumerate(checked)])
     choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0}
     for i, (p, samples) in enumerate(zip(prompts, results)):
       usage["prompt_tokens"] += max((getattr(c, "prompt_tokens", 0) for c in samples.items), default=0)
       for j, c in enumerate(samples.items):
-        text = str(c)
-        body_text = text[len(p):] if p and text.startswith(p) else text
-        reason = getattr(c, "finish_reason", "length")
+        body_text = c.continuation
+        prompt_out = str(c)[:len(str(c)) - len(body_text)]  # the prompt as output (e.g. in the asked script)
+        reason = c.finish_reason
         if server.filtered_output(body_text):
           body_text, reason = "", "content_filter"
-        usage["completion_tokens"] += getattr(c, "completion_tokens", 0)
-        choices.append({"text": (p + body_text) if echo else body_text, "index": i * n + j, "logprobs": None,
-                        "finish_reason": reason})
+        usage["completion_tokens"] += c.completion_tokens
+        choices.append({"text": (prompt_out + body_text) if echo else body_text, "index": i * n + j,
+                        "logprobs": None, "finish_reason": reason})
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     prov = encoders.provenance(results[0])
     prov.pop("workdir", None)  # server paths stay private
     if stream:
-      return StreamingResponse(_stream(cid, created, name, choices), media_type="text/event-stream",
+      usage_chunk = usage if stream_options.get("include_usage") else None
+      return StreamingResponse(_stream(cid, created, name, choices, usage_chunk), media_type="text/event-stream",
                                headers={"Cache-Control": "no-cache"})
     return {"id": cid, "object": "text_completion", "created": created, "model": name, "choices": choices,
             "usage": usage, "system_fingerprint": f"artjax-{_version()}-step{sampler.step}",
@@ -517,9 +613,8 @@ def create_app(server: Server) -> FastAPI:
         raise ApiError(400, f"{field}: unsupported value {req.get(field)!r}", param=field)
     n = _n(req)
     server.limit(n, server.settings.max_n, "n")
-    server.limit(req.get("steps"), server.settings.max_steps, "steps")
     prompt = req.pop("prompt", None) or ""
-    server.check_prompt(prompt)
+    server.check_text(prompt, "prompt")
     seed = req.pop("seed", None)
     seed = secrets.randbits(31) if seed is None else seed
     for field in ("response_format", "quality", "style", "user"):
@@ -532,13 +627,10 @@ def create_app(server: Server) -> FastAPI:
         raise ApiError(400, f"prompt names class {label} ({classes[label]!r}) but label is {options['label']}; "
                        f"give one of them", param="label", code="invalid_value")
       options["label"] = label
-    try:
-      options = sampler.check(options)
-    except OptionError as e:
-      raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
+    options, _ = server.checked(sampler, options)
     request.state.units = n
     server.rate_limit(key_id, n, "n")
-    samples = await server.queues[name].submit(SampleRequest(n, seed, options))
+    samples = await server.run(name, SampleRequest(n, seed, options))
     samples.provenance.pop("workdir", None)  # server paths stay private
     pngs = await asyncio.to_thread(encoders.encode, samples, "png")  # off the event loop and the device thread
     data = await asyncio.to_thread(lambda: [{"b64_json": base64.b64encode(p.data).decode("ascii"),
@@ -553,28 +645,14 @@ def create_app(server: Server) -> FastAPI:
     n = _n(req)
     server.limit(n, server.settings.max_n, "n")
     options = dict(req.get("options") or {})
-    server.limit(options.get("max_tokens") if isinstance(options.get("max_tokens"), int) else None,
-                 server.settings.max_tokens, "max_tokens")
-    server.limit(options.get("steps") if isinstance(options.get("steps"), int) else None,
-                 server.settings.max_steps, "steps")
-    for field, value in options.items():  # every text a caller sends passes the filter
-      if isinstance(value, str):
-        if len(value) > server.settings.max_prompt_chars:
-          raise ApiError(400, f"{field}: {len(value)} characters exceed this server's limit of "
-                         f"{server.settings.max_prompt_chars}", param=field, code="limit_exceeded")
-        server.check_prompt(value, field)
-    try:
-      options = sampler.check(options)
-      sampler.batch_key(options)
-    except OptionError as e:
-      raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
-    except ArtjaxError as e:
-      raise ApiError(400, str(e), code="invalid_value") from None
+    for field, value in options.items():  # every text a caller sends passes the limits and the filter
+      server.check_text(value, field)
+    options, eff = server.checked(sampler, options)
     seed = req.get("seed")
     seed = secrets.randbits(31) if seed is None else seed
-    request.state.units = n * int(options.get("max_tokens", 1))
+    request.state.units = n * int(eff.get("max_tokens") or 1)
     server.rate_limit(request.state.key_id, request.state.units, "n")
-    samples = await server.queues[name].submit(SampleRequest(n, seed, options))
+    samples = await server.run(name, SampleRequest(n, seed, options))
     samples.provenance.pop("workdir", None)
     items = await asyncio.to_thread(encoders.encode_each, samples)
     data = []
@@ -605,15 +683,21 @@ def _n(req) -> int:
 
 
 def _class_of(prompt: str, classes: list[str]) -> int:
-  """The class a prompt names: an exact (case-insensitive) name, else the one class whose name appears
-  in it as a word; an ApiError listing the classes otherwise."""
+  """The class a prompt names. Each class answers to its name, the parts of a name with '/'
+  ('t-shirt/top': 't-shirt', 'top') and its last word ('ankle boot': 'boot'), singular or plural, as a
+  whole word ('shirt' is not found in 't-shirt'). An ApiError lists the classes unless exactly one
+  class is named."""
   p = prompt.strip().casefold()
-  names = [c.casefold() for c in classes]
-  if p in names:
-    return names.index(p)
-  hits = [i for i, c in enumerate(names) if re.search(rf"(?<!\w){re.escape(c)}(?!\w)", p)]
-  if len(hits) == 1:
-    return hits[0]
+  found = {}  # class -> length of the alias found
+  for c, name in enumerate(classes):
+    name = name.casefold()
+    aliases = {name, *name.split("/"), name.split()[-1] if " " in name else name}
+    for alias in aliases:
+      alias = alias.strip()
+      if alias and re.search(rf"(?<![\w-]){re.escape(alias)}(?:s|es)?(?![\w-])", p):
+        found[c] = max(found.get(c, 0), len(alias))
+  if len(found) == 1:
+    return next(iter(found))
   raise ApiError(400, f"prompt: name one of this model's classes ({', '.join(classes)}); got {prompt!r}",
                  param="prompt", code="invalid_value")
 
@@ -638,7 +722,7 @@ def _created(sampler) -> float:
     return time.time()
 
 
-async def _stream(cid, created, model, choices):
+async def _stream(cid, created, model, choices, usage=None):
   """Server-sent events as OpenAI's: text deltas per choice, then a finish chunk each, then [DONE].
 
   The choices are complete (the decode loop is compiled end to end) and already cut at their stop
@@ -656,6 +740,9 @@ async def _stream(cid, created, model, choices):
       await asyncio.sleep(0)
     yield event({"id": cid, "object": "text_completion", "created": created, "model": model,
                  "choices": [{"text": "", "index": c["index"], "logprobs": None, "finish_reason": c["finish_reason"]}]})
+  if usage is not None:  # stream_options.include_usage: a last chunk with no choices, as OpenAI's
+    yield event({"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [],
+                 "usage": usage})
   yield "data: [DONE]\n\n"
 
 

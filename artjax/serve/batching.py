@@ -72,12 +72,21 @@ class ModelQueue:
       try:
         results = await loop.run_in_executor(self.device, self.sampler.run, [r for r, _ in pending],
                                               self.max_batch)
-      except Exception as e:  # noqa: BLE001  delivered to every waiting request
-        for _, f in pending:
-          if not f.done():
-            f.set_exception(e)
-        continue
+      except Exception as e:  # noqa: BLE001
+        if len(pending) == 1:
+          if not pending[0][1].done():
+            pending[0][1].set_exception(e)
+          continue
+        # One bad request must not fail its batch partners: run them one by one.
+        results = []
+        for r, f in pending:
+          try:
+            results.append((await loop.run_in_executor(self.device, self.sampler.run, [r], self.max_batch))[0])
+          except Exception as e1:  # noqa: BLE001  delivered to that request only
+            results.append(None)
+            if not f.done():
+              f.set_exception(e1)
       self.observe(model=self.name, run_seconds=time.perf_counter() - t)
       for (_, f), result in zip(pending, results):
-        if not f.done():
+        if not f.done() and result is not None:
           f.set_result(result)

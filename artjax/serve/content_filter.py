@@ -14,8 +14,10 @@ remote moderation service): wrap it in such a callable and `combine` it with the
 - Other terms match whole words only: "ass" matches "an ass." but not "assassin" or "class".
   List inflections separately ("rape", "raped"). Words of a multi-word phrase match across
   any run of whitespace ("kill   yourself"); punctuation inside a term is literal.
+- Chinese terms match in both scripts: each is also added in its traditional and simplified form
+  (OpenCC), since models and their `script` option may write either.
 - It does not undo deliberate obfuscation (letters spaced or dotted apart, leetspeak,
-  homoglyphs, traditional vs simplified Chinese: list both forms). That is a classifier's job.
+  homoglyphs). That is a classifier's job.
 """
 
 import functools
@@ -58,6 +60,15 @@ def _normalize(text: str) -> str:
   return unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)).casefold()
 
 
+def _script_forms(term: str) -> list[str]:
+  """The term, plus its traditional and simplified spellings when it holds CJK characters."""
+  if not _NO_SPACES.search(term):
+    return [term]
+  from artjax.data.text import convert_script
+
+  return list(dict.fromkeys([term, convert_script(term, "traditional"), convert_script(term, "simplified")]))
+
+
 class WordListFilter:
   """Refuses text containing any of `terms` (see the module docstring for the matching rules).
 
@@ -70,11 +81,12 @@ class WordListFilter:
     words, substrings = [], []
     for term in terms:
       term = term.strip()
-      key = " ".join(_normalize(term).split())
-      if not key or key in self._by_key:
-        continue
-      self._by_key[key] = term
-      (substrings if _NO_SPACES.search(key) else words).append(key)
+      for form in _script_forms(term):
+        key = " ".join(_normalize(form).split())
+        if not key or key in self._by_key:
+          continue
+        self._by_key[key] = term
+        (substrings if _NO_SPACES.search(key) else words).append(key)
     # One alternation per kind, longest first so "child porn" is reported rather than "porn".
     self._words = self._substrings = None
     if words:

@@ -144,7 +144,7 @@ class Trainer:
     sampler = Sampler(self.config, self.method, sampling_params(state.params, ema),
                       state.model_state, step=int(jax.device_get(state.step)), workdir=self.workdir,
                       ema=ema is not None)
-    samples = sampler.sample(int(self.config.get("num_samples", self.method.default_num_samples)),
+    samples = sampler.sample(int(self.config.get("num_samples", self.method.train_samples)),
                              self.config.seed + 1)
     if jax.process_index() == 0:
       encoders.write(samples, path)
