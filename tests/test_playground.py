@@ -64,7 +64,8 @@ def server(served_runs, tmp_path_factory):
   log_path = work / "server.log"
   cmd = [sys.executable, "-m", "artjax.serve", "--model", f"shakespeare={served_runs['text']}",
          "--model", f"tang={served_runs['poetry']}", "--model", f"digits={served_runs['image']}",
-         "--keys", str(keys), "--host", "127.0.0.1", "--port", str(port), "--drain-seconds", "2"]
+         "--keys", str(keys), "--host", "127.0.0.1", "--port", str(port), "--drain-seconds", "2",
+         "--warmup-sizes", "1"]
   with open(log_path, "w") as log:
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "TMPDIR": str(tmp)})

@@ -69,7 +69,8 @@ def build_parser():
   p.add_argument("--max-prompt-chars", type=int, default=4000)
   p.add_argument("--max-steps", type=int, default=1000, help="Largest sampler `steps` (diffusion).")
   p.add_argument("--max-body-bytes", type=int, default=64 * 1024)
-  p.add_argument("--warmup-sizes", default="1", help="Batch sizes compiled before /readyz says ready, e.g. 1,8.")
+  p.add_argument("--warmup-sizes", default="", help="Batch sizes compiled before /readyz says ready, e.g. 1,8 "
+                 "(default: every power of two up to --max-batch, the sizes coalesced batches take).")
   p.add_argument("--request-log", help="Append one JSON line per request here (no prompts or outputs).")
   p.add_argument("--cors-origin", action="append", default=[], help="Allow browser calls from this origin.")
   p.add_argument("--ssl-certfile")
@@ -108,7 +109,8 @@ def serve(argv) -> int:
   settings = Settings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_concurrency=args.max_concurrency,
                       max_body_bytes=args.max_body_bytes, max_n=args.max_n, max_tokens=args.max_tokens,
                       max_prompt_chars=args.max_prompt_chars, max_steps=args.max_steps,
-                      warmup_sizes=tuple(int(x) for x in args.warmup_sizes.split(",") if x),
+                      warmup_sizes=tuple(int(x) for x in args.warmup_sizes.split(",") if x) or tuple(
+                          1 << i for i in range(args.max_batch.bit_length()) if 1 << i <= args.max_batch),
                       cors_origins=tuple(args.cors_origin))
   request_log = None
   if args.request_log:
