@@ -21,11 +21,10 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from starlette.testclient import TestClient
 
-from serve_runs import make_runs
 
 # (method, path) of every operation in the app's OpenAPI document (checked against the document below).
 OPERATIONS = [("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"), ("POST", "/v1/completions"),
-              ("POST", "/v1/images/generations")]
+              ("POST", "/v1/images/generations"), ("POST", "/v1/samples")]
 # Cases per operation; ARTJAX_FUZZ_SCALE=10 runs ten times as many, with fresh random draws each run.
 SCALE = int(os.environ.get("ARTJAX_FUZZ_SCALE", "1"))
 EXAMPLES = {GenerationMode.POSITIVE: 25 * SCALE, GenerationMode.NEGATIVE: 15 * SCALE}
@@ -47,7 +46,7 @@ def _steered(operation, mode):
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
+def live(served_runs, tmp_path_factory):
   """(TestClient with the models loaded, schemathesis schema, auth headers, server)."""
   from artjax.inference import Sampler
   from artjax.serve.app import Server, Settings, create_app
@@ -59,7 +58,7 @@ def live(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:  # orbax/TFDS temp dirs stay inside pytest's tmp
     (root / "_tmp").mkdir()
     mp.setenv("TMPDIR", str(root / "_tmp"))
-    runs = make_runs(root)
+    runs = served_runs
     store = KeyStore(root / "keys.json")
     key = store.add("fuzz")
 
@@ -154,19 +153,19 @@ def test_fuzz_operation(live, method, path):
   assert seen and server.ready
 
 
-# Found by fuzzing (integers past what the sampler's arrays hold); xfail until the server rejects them with
-# a 400. strict: a fix turns these into XPASS failures, a reminder to drop the mark.
-KNOWN_5XX = [
-    ("/v1/images/generations", {"model": "img", "seed": 2**63}),              # jax.random.key: OverflowError
-    ("/v1/completions", {"model": "txt", "prompt": "ab", "max_tokens": 2, "seed": -2**63 - 1}),
-    ("/v1/completions", {"model": "txt", "prompt": ["ab", "ba"], "max_tokens": 2, "seed": 2**63 - 1}),  # seed + 1
-    ("/v1/completions", {"model": "txt", "prompt": "ab", "max_tokens": 2, "top_k": 2**31}),  # int32 per-row array
+# Found by fuzzing: integers past what the sampler's arrays hold used to reach numpy/jax conversions and
+# answer 500 (OverflowError in jax.random.key, in the int32 per-row top_k array). Now client errors.
+OUT_OF_RANGE = [
+    ("/v1/images/generations", {"model": "img", "seed": 2**63}, "seed"),
+    ("/v1/completions", {"model": "txt", "prompt": "ab", "max_tokens": 2, "seed": -2**63 - 1}, "seed"),
+    ("/v1/completions", {"model": "txt", "prompt": ["ab", "ba"], "max_tokens": 2, "seed": 2**63 - 1}, "seed"),
+    ("/v1/completions", {"model": "txt", "prompt": "ab", "max_tokens": 2, "top_k": 2**31}, "top_k"),
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="out-of-range seed/top_k reach numpy/jax conversions: 500 (see the report)")
-@pytest.mark.parametrize("path,body", KNOWN_5XX, ids=[f"{p} {sorted(b.items())[-1]}" for p, b in KNOWN_5XX])
-def test_out_of_range_integers_are_client_errors(live, path, body):
+@pytest.mark.parametrize("path,body,param", OUT_OF_RANGE, ids=[f"{p} {b[q]}" for p, b, q in OUT_OF_RANGE])
+def test_out_of_range_integers_are_client_errors(live, path, body, param):
   client, _, headers, _ = live
   response = client.post(path, json=body, headers=headers)
-  assert _problem(response) is None, response.text
+  assert response.status_code == 400 and _problem(response) is None, response.text
+  assert response.json()["error"]["param"] == param

@@ -55,13 +55,16 @@ class ModelQueue:
       rows = pending[0][0].num
       deadline = loop.time() + self.max_wait_s
       while rows < self.max_batch:
-        timeout = deadline - loop.time()
-        if timeout <= 0:
-          break
-        try:
-          item = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
-          break
+        if not self.queue.empty():  # what is already waiting joins, whatever the deadline
+          item = self.queue.get_nowait()
+        else:
+          timeout = deadline - loop.time()
+          if timeout <= 0:
+            break
+          try:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
+          except asyncio.TimeoutError:
+            break
         pending.append(item)
         rows += item[0].num
       pending = [(r, f) for r, f in pending if not f.cancelled()]  # clients that went away
