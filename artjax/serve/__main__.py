@@ -3,7 +3,7 @@
   python -m artjax.serve --model NAME=WORKDIR[:STEP] [--model ...] [--host 127.0.0.1] [--port 8000]
       --keys FILE | --no-keys            # keys: required, except explicitly on a loopback host
       [--blocklist FILE] [--rpm 60] [--units-per-minute 20000] [--max-concurrency 64]
-      [--max-batch 32] [--max-wait-ms 2] [--max-n 16] [--max-tokens 1024] [--max-prompt-chars 4000]
+      [--max-batch 32] [--max-wait-ms 20] [--max-n 16] [--max-tokens 1024] [--max-prompt-chars 4000]
       [--max-steps 1000] [--max-body-bytes 65536] [--request-log FILE] [--cors-origin URL ...]
       [--ssl-certfile F --ssl-keyfile F] [--drain-seconds 30]
   python -m artjax.serve keys add NAME --keys FILE     # prints the new key once, as the last line
@@ -63,8 +63,8 @@ def build_parser():
                  help="Generated samples + tokens per minute per key (0: unlimited).")
   p.add_argument("--max-concurrency", type=int, default=64, help="Requests in flight at once (then 503).")
   p.add_argument("--max-batch", type=int, default=32, help="Samples per coalesced compiled call.")
-  p.add_argument("--max-wait-ms", type=float, default=2.0, help="How long a batch waits for more requests "
-                 "(requests already queued always join).")
+  p.add_argument("--max-wait-ms", type=float, default=20.0, help="Longest wait for more requests to batch with "
+                 "(the wait is a fifth of the model's recent sampling time, at most this; queued ones always join).")
   p.add_argument("--max-n", type=int, default=16)
   p.add_argument("--max-tokens", type=int, default=1024)
   p.add_argument("--max-prompt-chars", type=int, default=4000)

@@ -43,7 +43,7 @@ class Settings:
   """Limits and behaviour of one server (all from `python -m artjax.serve` flags)."""
 
   max_batch: int = 32               # samples per coalesced compiled call
-  max_wait_ms: float = 2.0          # how long a batch waits for partners (waiting requests always join)
+  max_wait_ms: float = 20.0         # longest wait for batch partners (adaptive below it; queued requests join)
   max_concurrency: int = 64         # requests in flight at once; past it: 503 with Retry-After
   max_body_bytes: int = 64 * 1024
   max_n: int = 16

@@ -1,10 +1,14 @@
 """Coalescing concurrent requests to one model into shared compiled calls.
 
-Each model has a queue. A worker takes the first waiting request, then keeps collecting until the
-batch holds `max_batch` samples or `max_wait_s` has passed since the first, and hands the whole lot
+Each model has a queue. A worker takes the first waiting request and every request already queued,
+then keeps collecting until the batch holds `max_batch` samples or its wait is over, and hands the lot
 to `Sampler.run`, which groups compatible requests (equal `batch_key`) into one compiled call and
 splits the results back in order. Sampling runs on one thread shared by all models (one accelerator);
 the event loop only waits. Per-sample keys make a request's output independent of its batch partners.
+
+The wait adapts to the model: a fifth of its recent sampling time, at most `max_wait_s` (a GAN's
+millisecond call waits a fraction of a millisecond for partners; a language model's 100 ms decode
+loop waits long enough for clients that are just sending their next request to join).
 """
 
 import asyncio
@@ -24,6 +28,7 @@ class ModelQueue:
     self.observe = observe or (lambda **kw: None)  # metrics hook: batch sizes, queue depth
     self.queue: asyncio.Queue | None = None
     self.task = None
+    self.run_seconds = 0.0  # moving average of a sampling run's duration
 
   def start(self):
     self.queue = asyncio.Queue()
@@ -53,7 +58,7 @@ class ModelQueue:
     while True:
       pending = [await self.queue.get()]
       rows = pending[0][0].num
-      deadline = loop.time() + self.max_wait_s
+      deadline = loop.time() + min(self.max_wait_s, 0.2 * self.run_seconds)
       while rows < self.max_batch:
         if not self.queue.empty():  # what is already waiting joins, whatever the deadline
           item = self.queue.get_nowait()
@@ -89,7 +94,9 @@ class ModelQueue:
             results.append(None)
             if not f.done():
               f.set_exception(e1)
-      self.observe(model=self.name, run_seconds=time.perf_counter() - t)
+      seconds = time.perf_counter() - t
+      self.run_seconds = seconds if not self.run_seconds else 0.8 * self.run_seconds + 0.2 * seconds
+      self.observe(model=self.name, run_seconds=seconds)
       for (_, f), result in zip(pending, results):
         if not f.done() and result is not None:
           f.set_result(result)
