@@ -31,7 +31,8 @@ def free_port() -> int:
 def start_server(runs, keys, *extra, port=None):
   port = port or free_port()
   cmd = [sys.executable, "-m", "artjax.serve", "--model", f"txt={runs['text']}", "--model", f"poem={runs['poetry']}",
-         "--model", f"img={runs['image']}", "--keys", str(keys), "--host", "127.0.0.1", "--port", str(port), "--warmup-sizes", "1", *extra]
+         "--model", f"img={runs['image']}", "--keys", str(keys), "--host", "127.0.0.1", "--port", str(port),
+         "--warmup-sizes", "1", *extra]
   proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   base = f"http://127.0.0.1:{port}"
   deadline = time.monotonic() + 180
