@@ -115,7 +115,7 @@ class WordListFilter:
   @property
   def terms(self) -> list[str]:
     """The terms, as given (blank and duplicate ones dropped)."""
-    return list(self._by_key.values())
+    return list(dict.fromkeys(self._by_key.values()))  # a term listed once (its other script counts too)
 
   def __len__(self) -> int:
     return len(self._by_key)
