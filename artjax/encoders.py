@@ -14,7 +14,6 @@ import json
 import pathlib
 
 import numpy as np
-from PIL import Image, PngImagePlugin
 
 from artjax.errors import ArtjaxError
 from artjax.registry import Registry
@@ -101,16 +100,8 @@ ENCODERS.register("text")(TextEncoder())
 
 
 def _png(image: np.ndarray, meta: dict, upscale: int) -> bytes:
-  img = image[..., 0] if image.shape[-1] == 1 else image
-  pil = Image.fromarray(img)
-  if upscale > 1:
-    pil = pil.resize((pil.width * upscale, pil.height * upscale), Image.NEAREST)
-  info = PngImagePlugin.PngInfo()
-  info.add_itxt("artjax", strict_json(meta))  # iTXt: UTF-8 (options may hold CJK)
-  info.add_text("Software", f"artjax {meta.get('artjax_version', '')}")
-  buf = io.BytesIO()
-  pil.save(buf, format="PNG", pnginfo=info)
-  return buf.getvalue()
+  return images.png_bytes(image, upscale, {"artjax": strict_json(meta),  # options may hold CJK
+                                           "Software": f"artjax {meta.get('artjax_version', '')}"})
 
 
 def _unknown(encoder, fmt):

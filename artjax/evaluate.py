@@ -103,16 +103,12 @@ def make_feature_net(config, workdir):
   path = _FEATURE_NET.value or eval_section(config).get("feature_net")
   if path:
     return ClassifierFeatures.from_workdir(path, batch=_BATCH.value)
-  if hasattr(methods_build(config), "features"):  # --reference_only on the classifier's own run
+  from artjax import methods
+
+  if hasattr(methods.build(config), "features"):  # --reference_only on the classifier's own run
     return ClassifierFeatures.from_workdir(workdir, batch=_BATCH.value)
   raise ArtjaxError("no feature net: pass --feature_net CLASSIFIER_WORKDIR (a run of "
                     "configs/eval/classifier_mnist.py), set config.eval.feature_net, or pass --inception")
-
-
-def methods_build(config):
-  from artjax import methods
-
-  return methods.build(config)
 
 
 def compare(net, ref, feats, logits) -> dict:
@@ -254,7 +250,9 @@ def main(argv):
     raise ArtjaxError(f"no checkpoints in {workdir / 'checkpoints'} (has the run saved one yet?)")
   with open_for_reading(workdir) as reader:
     config = reader.restore_config(steps[-1])
-  method = methods_build(config)
+  from artjax import methods
+
+  method = methods.build(config)
   out = workdir / "eval" / "metrics.jsonl"
   out.parent.mkdir(parents=True, exist_ok=True)
   from artjax.eval.split import supports

@@ -184,13 +184,11 @@ class Sampler:
     batch = int(batch or self.max_batch)
     if batch < 1:
       raise ArtjaxError(f"batch must be >= 1, got {batch}")
-    rows = []  # (request index, sample index, options)
+    groups: dict[Any, list] = {}  # batch key -> rows (request index, sample index, options)
     for r, req in enumerate(requests):
-      for i in range(req.num):
-        rows.append((r, i, self.method.row_options(req.options, req.offset + i)))
-    groups: dict[Any, list] = {}
-    for row in rows:
-      groups.setdefault(self.method.batch_key(row[2]), []).append(row)
+      # One key per request: rows of a request differ only in what batch_key ignores (the label).
+      group = groups.setdefault(self.batch_key(req.options), [])
+      group.extend((r, i, self.method.row_options(req.options, req.offset + i)) for i in range(req.num))
     results = [[None] * req.num for req in requests]
     for group in groups.values():
       for s in range(0, len(group), batch):
@@ -247,7 +245,7 @@ class Sampler:
     t = time.perf_counter()
     options = self.check(options)
     for n in sizes:
-      self.run([Request(int(n), 0, options)])
+      self.run([Request(int(n), 0, options)], batch=max(sizes))
     return time.perf_counter() - t
 
 

@@ -216,7 +216,8 @@ def make_app(runs, gate=None, **kw):
     return {"txt": Sampler.from_workdir(runs["text"], name="txt"),
             "img": Sampler.from_workdir(runs["image"], name="img")}
 
-  settings = Settings(**{"max_n": 8, "max_tokens": 64, "max_body_bytes": 2048, **kw.pop("settings", {})})
+  settings = Settings(**{"max_n": 8, "max_tokens": 64, "max_body_bytes": 2048, "warmup_sizes": (1,),
+                         **kw.pop("settings", {})})
   server = Server(loader, settings, **kw)
   return server, create_app(server)
 

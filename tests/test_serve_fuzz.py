@@ -67,7 +67,7 @@ def live(served_runs, tmp_path_factory):
               "poem": Sampler.from_workdir(runs["poetry"], name="poem", max_batch=8),
               "img": Sampler.from_workdir(runs["image"], name="img", max_batch=8)}
 
-    server = Server(loader, Settings(max_batch=8, max_n=4, max_tokens=64, max_steps=10), keystore=store,
+    server = Server(loader, Settings(max_batch=8, max_n=4, max_tokens=64, max_steps=10, warmup_sizes=(1,)), keystore=store,
                     content_filter=default_filter(), rate_limiter=RateLimiter(None, None))
     app = create_app(server)
     with TestClient(app, raise_server_exceptions=False) as client:

@@ -312,7 +312,8 @@ class AutoRegressive(SingleLossMethod):
   def sample_rows(self, params, model_state, keys, rows: list[dict], size: int):
     """Completions for rows sharing one `batch_key`; row i draws its tokens from keys[i] only."""
     del model_state
-    prepared = [self._prepare(r) for r in rows]
+    once = {}  # rows of one request share their options dict: tokenize and build form masks once
+    prepared = [once[id(r)] if id(r) in once else once.setdefault(id(r), self._prepare(r)) for r in rows]
     out = self._generate(params, keys, prepared, size)
     return [self._finish(row, ids) for row, ids in zip(prepared, out)]
 

@@ -106,7 +106,8 @@ class Method:
   # --- batched sampling (artjax.inference.Sampler): one row per sample, each with its own key ---------
 
   def row_options(self, options: dict, index: int) -> dict:
-    """The options of sample `index` of a request: class-balanced labels (index % classes) by default."""
+    """The options of sample `index` of a request: class-balanced labels (index % classes) by default.
+    Rows of one request may differ only in options `batch_key` ignores."""
     if "label" in self.sample_options and options.get("label") is None:
       return {**options, "label": index % self.num_classes}
     return options

@@ -110,8 +110,7 @@ def serve(argv) -> int:
   settings = Settings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_concurrency=args.max_concurrency,
                       max_body_bytes=args.max_body_bytes, max_n=args.max_n, max_tokens=args.max_tokens,
                       max_prompt_chars=args.max_prompt_chars, max_steps=args.max_steps,
-                      warmup_sizes=tuple(int(x) for x in args.warmup_sizes.split(",") if x) or tuple(
-                          1 << i for i in range(args.max_batch.bit_length()) if 1 << i <= args.max_batch),
+                      warmup_sizes=tuple(int(x) for x in args.warmup_sizes.split(",") if x) or None,
                       cors_origins=tuple(args.cors_origin))
   request_log = None
   if args.request_log:

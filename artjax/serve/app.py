@@ -51,7 +51,7 @@ class Settings:
   max_prompt_chars: int = 4000
   max_steps: int = 1000             # sampler steps (diffusion)
   default_max_tokens: int = 16      # as OpenAI's completions
-  warmup_sizes: tuple = (1,)
+  warmup_sizes: tuple | None = None  # batch sizes compiled before ready (None: powers of two to max_batch)
   cors_origins: tuple = ()
 
 
@@ -163,12 +163,11 @@ class Server:
 
   def _load_and_warm(self):
     models = self.loader()
+    sizes = self.settings.warmup_sizes or tuple(
+        1 << i for i in range(self.settings.max_batch.bit_length()) if 1 << i <= self.settings.max_batch)
     for name, sampler in models.items():
-      t = time.perf_counter()
-      for size in self.settings.warmup_sizes:
-        sampler.run([SampleRequest(int(size), 0, sampler.check(self._warm_options(sampler)))],
-                    self.settings.max_batch)
-      log.info("model %s ready (warm-up %.1fs)", name, time.perf_counter() - t)
+      seconds = sampler.warmup(sizes, **self._warm_options(sampler))
+      log.info("model %s ready (warm-up %.1fs)", name, seconds)
     return models
 
   def _warm_options(self, sampler) -> dict:
@@ -266,8 +265,7 @@ class Server:
     """(checked options, effective options) for `sampler`; 400s name the field or limit."""
     try:
       opts = sampler.check(options)
-      eff = sampler.resolve(opts)
-      sampler.batch_key(opts)  # e.g. a prompt that does not fit a poem's form fails here, alone
+      eff = sampler.resolve(opts)  # e.g. a prompt that does not fit a poem's form fails here, alone
     except OptionError as e:
       raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
     except ArtjaxError as e:

@@ -1,9 +1,10 @@
 """Image conversions and PNG sample grids."""
 
+import io
 import math
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 
 def to_uint8(x, value_range=(-1.0, 1.0)) -> np.ndarray:
@@ -26,10 +27,16 @@ def make_grid(images: np.ndarray, ncol: int | None = None, pad: int = 2, pad_val
   return grid
 
 
-def save_png(path, image: np.ndarray, upscale: int = 1):
-  """Writes a uint8 (H, W, C) image; `upscale` enlarges small grids (nearest) for viewing."""
+def png_bytes(image: np.ndarray, upscale: int = 1, text: dict | None = None) -> bytes:
+  """A uint8 (H, W, C) image as PNG bytes; `upscale` enlarges small grids (nearest) for viewing;
+  `text` entries become UTF-8 (iTXt) chunks, e.g. the provenance of a sample."""
   img = image[..., 0] if image.shape[-1] == 1 else image
   pil = Image.fromarray(img)
   if upscale > 1:
     pil = pil.resize((pil.width * upscale, pil.height * upscale), Image.NEAREST)
-  pil.save(path)
+  info = PngImagePlugin.PngInfo()
+  for key, value in (text or {}).items():
+    info.add_itxt(key, value)
+  buf = io.BytesIO()
+  pil.save(buf, format="PNG", pnginfo=info)
+  return buf.getvalue()
