@@ -14,11 +14,14 @@ from PIL import Image
 from artjax.errors import ArtjaxError
 
 
-def make_preprocess(data_cfg):
-  """Returns `fn(example, seed) -> example` mapping raw uint8 images to float32 in `value_range`.
+def make_preprocess(data_cfg, source=None):
+  """Returns `fn(example, seed) -> example`: `source.preprocess` where the source defines it, else the
+  image preprocessing (raw uint8 images to float32 in `value_range`; other examples pass through).
 
   `seed` is anything `np.random.default_rng` takes; a Generator is only built if an augmentation needs one.
   """
+  if source is not None and hasattr(source, "preprocess"):
+    return source.preprocess
   size = data_cfg.get("image_size", None)
   channels = data_cfg.get("channels", None)
   lo, hi = data_cfg.get("value_range", (-1.0, 1.0))

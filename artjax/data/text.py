@@ -429,6 +429,9 @@ def text_source(data_cfg, split: str) -> WindowSource:
   return _stream_source(_text_corpus(data_cfg)[0], data_cfg, split, repr(data_cfg.path))
 
 
+text_source.prepare = resolve
+
+
 @CORPORA.register("tfds_text")
 def _tfds_corpus(data_cfg) -> list[str]:
   return [_tfds_stream(data_cfg)]
@@ -441,6 +444,9 @@ def tfds_text_source(data_cfg, split: str) -> WindowSource:
   _check_split(data_cfg, split)
   name = data_cfg.get("tfds_name", "") or "tiny_shakespeare"
   return _stream_source(_tfds_stream(data_cfg), data_cfg, split, f"TFDS {name!r}")
+
+
+tfds_text_source.prepare = resolve
 
 
 def poem_in_val(poem: str, val_fraction: float) -> bool:
@@ -491,3 +497,6 @@ def chinese_poetry_source(data_cfg, split: str) -> DocumentSource:
                       f"(val_fraction={vf})")
   return DocumentSource(docs, Tokenizer.from_config(data_cfg), _seq_len(data_cfg),
                         f"chinese_poetry {split}")
+
+
+chinese_poetry_source.prepare = resolve

@@ -26,7 +26,7 @@ def evaluate_split(method, params, model_state, data_cfg, split: str, batch_size
   if not supports(method):
     raise ArtjaxError(f"the {type(method).__name__} method has no split evaluation (eval_sums)")
   source = source if source is not None else data.make_source(data_cfg, split)
-  loader = data.Loader(source, data.make_preprocess(data_cfg), batch_size, seed=0, shuffle=False)
+  loader = data.Loader(source, data.make_preprocess(data_cfg, source), batch_size, seed=0, shuffle=False)
   n = len(source)
   num_batches = -(-n // batch_size)
   if max_batches:

@@ -181,7 +181,7 @@ class AutoRegressive(SingleLossMethod):
     self.config = config
     self.tokenizer = Tokenizer.from_config(config.data)
     if not self.tokenizer.vocab_size:
-      raise ArtjaxError("config.data has no vocabulary: pass the config through artjax.data.text.resolve()")
+      raise ArtjaxError("config.data has no vocabulary: pass the config through artjax.data.prepare()")
     self.model = models.build(config.model, vocab_size=self.tokenizer.vocab_size)
     if self.tokenizer.eos_id is None:  # forms, acrostics and scripts are for poetry (<eos>-framed) models
       self.sample_options = tuple(n for n in self.sample_options if n not in ("form", "acrostic", "script"))

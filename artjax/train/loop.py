@@ -64,8 +64,8 @@ class Trainer:
 
   def __init__(self, config, workdir):
     check_config(config)
-    # Text: the vocabulary joins the config; a resumed run keeps the one stored with its checkpoint.
-    config = data.text.resolve(with_absolute_data_paths(config), stored_data(workdir))
+    # The source fills in what it derives (a text vocabulary); a resumed run keeps the stored one.
+    config = data.prepare(with_absolute_data_paths(config), stored_data(workdir))
     self.config = config
     self.workdir = pathlib.Path(workdir)
     self.method = methods.build(config)
@@ -76,7 +76,7 @@ class Trainer:
     if data_size % jax.process_count():
       raise ArtjaxError(f"the mesh's data axis ({data_size}) must span all {jax.process_count()} processes")
     source = data.make_source(config.data, config.data.get("split", "train"))
-    self.loader = data.Loader(source, data.make_preprocess(config.data), config.batch_size, config.seed,
+    self.loader = data.Loader(source, data.make_preprocess(config.data, source), config.batch_size, config.seed,
                               shuffle=config.data.get("shuffle", True),
                               num_threads=config.data.get("num_threads", 2))
     first = self.loader.batch(0)
