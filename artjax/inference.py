@@ -13,6 +13,7 @@ the HTTP server all sample through this module.
 """
 
 import dataclasses
+import hashlib
 import time
 from typing import Any
 
@@ -64,6 +65,8 @@ def next_pow2(n: int) -> int:
 
 
 def _jsonable(value):
+  if isinstance(value, bytes):  # a file given as an option (a MIDI primer): recorded by digest, not content
+    return {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value)}
   if isinstance(value, tuple):
     return [_jsonable(v) for v in value]
   if isinstance(value, (np.integer,)):

@@ -6,13 +6,15 @@ and the checks of config defaults (`method.temperature`, ...) are all derived fr
 declarations, so a value is refused with the same message wherever it comes from.
 """
 
+import base64
+import binascii
 import dataclasses
 import math
 from typing import Any
 
 from artjax.errors import ArtjaxError
 
-KINDS = ("int", "float", "str", "bool", "strings")
+KINDS = ("int", "float", "str", "bool", "strings", "bytes")
 INT_RANGE = (-2 ** 31, 2 ** 31 - 1)   # options become int32 on the device
 FLOAT_MAX = 3.4028234663852886e38    # float32's largest finite value
 SEED_RANGE = (0, 2 ** 32 - 1)        # jax.random.key takes a uint32 seed (larger ints wrap)
@@ -31,8 +33,9 @@ class Option:
   """One sampling option.
 
   kind: 'int' | 'float' (finite) | 'str' | 'bool' | 'strings' (one string or a list of strings; a
-  plain string is one item, as OpenAI's `stop`). minimum/maximum bound numbers (inclusive unless
-  exclusive_minimum), and lengths of str; choices restrict str values (aliases are the method's own
+  plain string is one item, as OpenAI's `stop`) | 'bytes' (a file: the CLI flag takes its path, HTTP
+  a base64 string; e.g. a MIDI primer). minimum/maximum bound numbers (inclusive unless
+  exclusive_minimum), and lengths of str (characters) and bytes (bytes); choices restrict str values (aliases are the method's own
   business: it may accept more spellings than `choices` shows, so `choices` is only checked if
   `strict`). `default` is what the method uses when the option is not given (None: "the config's").
   """
@@ -92,6 +95,21 @@ class Option:
       if self.choices is not None and self.strict and value not in self.choices:
         raise fail(f"must be one of {', '.join(map(str, self.choices))}")
       return value
+    if self.kind == "bytes":
+      if isinstance(value, str):
+        try:
+          value = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+          raise OptionError(self.name, f"sampling option {self.name}: must be base64-encoded bytes "
+                            f"(a file's content)") from None
+      if not isinstance(value, (bytes, bytearray)):
+        raise OptionError(self.name, f"sampling option {self.name}: must be bytes (base64 in JSON)")
+      if self.max_length is not None and len(value) > self.max_length:
+        raise OptionError(self.name, f"sampling option {self.name}: at most {self.max_length} bytes, "
+                          f"got {len(value)}")
+      if not value:
+        raise OptionError(self.name, f"sampling option {self.name}: is empty")
+      return bytes(value)
     # strings
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):

@@ -5,9 +5,11 @@
 used, so `--temperature nan` or `--top-p 2` is a one-line error naming the option.
 """
 
+import pathlib
 import re
 
 from artjax import options as opts
+from artjax.errors import ArtjaxError
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
@@ -30,12 +32,12 @@ def define_option_flags():
   from absl import flags
 
   definers = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "str": flags.DEFINE_string,
-              "bool": flags.DEFINE_bool, "strings": flags.DEFINE_multi_string}
+              "bool": flags.DEFINE_bool, "strings": flags.DEFINE_multi_string, "bytes": flags.DEFINE_string}
   declared = declared_options()
   defined = {}
   for name, option in declared.items():
     kind = "str" if option.kind == "str" and option.choices and not option.strict else option.kind
-    defined[name] = definers[kind](name, None, option.help)
+    defined[name] = definers[kind](name, None, option.help + (" (a file path)" if kind == "bytes" else ""))
 
   def given():
     values = {name: flag.value for name, flag in defined.items() if flag.value is not None}
@@ -44,6 +46,15 @@ def define_option_flags():
         values[name] = unescape(value)
       elif declared[name].kind == "strings":
         values[name] = [unescape(v) for v in value]
+      elif declared[name].kind == "bytes":
+        values[name] = _read_file(name, value)
     return values
 
   return given
+
+
+def _read_file(name: str, path: str) -> bytes:
+  try:
+    return pathlib.Path(path).expanduser().read_bytes()
+  except OSError as e:
+    raise ArtjaxError(f"--{name}: cannot read {path!r}: {e.strerror or e}") from None

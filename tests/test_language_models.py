@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from artjax import methods
-from artjax.data import poetry
+from artjax.methods import poetry
 from artjax.eval.split import evaluate_split
-from artjax.methods.autoregressive import filter_logits
+from artjax.methods.decoding import filter_logits
 from artjax.models.lstm import LSTMLM
 from artjax.models.transformer import Transformer
 from artjax.train.loop import train
@@ -32,7 +32,8 @@ def make_method(model="gpt_learned", chars=ENGLISH, specials=(), seed=0):
   config = ml_collections.ConfigDict(dict(
       seed=0, total_steps=10, batch_size=2,
       data=dict(name="text", path="", seq_len=16, tokenizer="char", vocab=chars, specials=list(specials)),
-      model=MODELS[model], method=dict(name="autoregressive", sample_tokens=20, temperature=1.0),
+      model=MODELS[model], method=dict(name="poetry" if "<eos>" in specials else "autoregressive",
+                                       sample_tokens=20, temperature=1.0),
       optimizer=dict(name="adam", lr=1e-3)))
   method = methods.build(config)
   tokens = jnp.zeros((2, 17), jnp.int32)
@@ -153,7 +154,7 @@ def test_acrostic_in_other_script_and_errors():
   with pytest.raises(ArtjaxError, match="known|accepted|form"):
     method.sample(params, {}, jax.random.key(0), 1, form="sonnet")
   plain, pparams = make_method()
-  assert "form" not in plain.sample_options  # forms are offered by poetry (<eos>-framed) models only
+  assert "form" not in plain.sample_options  # forms are offered by the poetry method only
   with pytest.raises(ArtjaxError, match="no sampling option"):
     plain.sample(pparams, {}, jax.random.key(0), 1, form="五言绝句")
 

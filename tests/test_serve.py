@@ -125,7 +125,7 @@ def test_poem_with_form_and_acrostic(live):
   _, _, client = live
   out = client.completions.create(model="poem", prompt="", n=2, seed=0,
                                   extra_body={"form": "五言绝句", "acrostic": "春夏秋冬", "script": "simplified"})
-  from artjax.data import poetry
+  from artjax.methods import poetry
 
   for choice in out.choices:
     lines = [l for l in choice.text.replace("，", "\n").replace("。", "\n").split("\n") if l]

@@ -8,7 +8,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from artjax.data import Loader, SOURCES, make_source, poetry, text
+from artjax.data import Loader, SOURCES, make_source, text
+from artjax.methods import poetry
 from artjax.data.text import Tokenizer
 from artjax.errors import ArtjaxError
 

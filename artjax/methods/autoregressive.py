@@ -1,12 +1,11 @@
 """Autoregressive language models (LSTM, Transformer): next-token cross-entropy and GPT-style sampling.
 
-Sampling runs one compiled `lax.while_loop` over new tokens (no Python loop over tokens). The context
-lives in a fixed window of `model.max_len` tokens: the prompt is placed in it, each new token is appended,
-and when the window is full the oldest half is dropped and the rest re-encoded (nanoGPT crops the
-context the same way, one token at a time). With `cache=True` the Transformer appends keys/values to a KV
-cache (an RNN keeps its carry) and computes one position per token; `cache=False` re-runs the model over
-the window for every token. Both follow the same window rule, so they produce the same tokens. Shapes
-depend only on (n, bucket(max_tokens)), so new prompts and lengths do not recompile.
+Sampling runs the shared decode core (`methods.decoding`: one compiled `lax.while_loop` over new tokens,
+a context window of `model.max_len` tokens whose oldest half is dropped when full, a KV cache or an
+RNN's carry with `cache=True`) with a categorical pick (temperature, top-k, top-p, an optional mask of
+allowed tokens per position). Shapes depend only on (n, bucket(max_tokens)), so new prompts and
+lengths do not recompile. Subclasses constrain decoding through `_constraint` (poetry forms:
+`methods.poetry`).
 """
 
 import functools
@@ -19,106 +18,16 @@ import optax
 
 from artjax import models
 from artjax import options as opts
-from artjax.data import poetry
-from artjax.data.text import Tokenizer, convert_script
+from artjax.data.text import Tokenizer
 from artjax.errors import ArtjaxError
 from artjax.methods import METHODS
 from artjax.methods.base import SingleLossMethod
+from artjax.methods.decoding import bucket, decode_loop, pick_categorical
 from artjax.optim import make_optimizer
 
 
 def token_nll(logits, targets):
   return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-
-
-def filter_logits(logits, temperature, top_k, top_p):
-  """Temperature, then top-k (0: off), then nucleus top-p (1: off) on (B, V) logits; filtered ones become -inf.
-
-  temperature, top_k, top_p are scalars or (B,) per-row values. Ties with the k-th logit are kept (so
-  top_k=1 may keep several exactly equal maxima). Top-p keeps the smallest prefix of the sorted
-  distribution whose mass reaches top_p (Holtzman et al. 2020).
-  """
-  col = lambda v: jnp.reshape(jnp.asarray(v), (-1, 1))  # noqa: E731  scalar or (B,) -> broadcastable column
-  temperature, top_k, top_p = col(temperature), col(top_k), col(top_p)
-  logits = logits / jnp.maximum(temperature, 1e-6)
-  desc = -jnp.sort(-logits, axis=-1)
-  kth = jnp.take_along_axis(desc, jnp.clip(top_k - 1, 0, logits.shape[-1] - 1), axis=-1)
-  logits = jnp.where((top_k > 0) & (logits < kth), -jnp.inf, logits)
-  desc = -jnp.sort(-logits, axis=-1)
-  probs = jax.nn.softmax(desc, axis=-1)
-  # Keep the smallest prefix whose mass reaches top_p: tokens whose preceding mass is still < top_p.
-  keep = jnp.sum((jnp.cumsum(probs, axis=-1) - probs) < top_p, axis=-1, keepdims=True)
-  cutoff = jnp.take_along_axis(desc, jnp.maximum(keep - 1, 0), axis=-1)
-  # top_p = 1 must keep everything: the float32 running sum can reach 1 before the tail does.
-  return jnp.where((top_p < 1.0) & (logits < cutoff), -jnp.inf, logits)
-
-
-def pick_tokens(logits, keys, temperature, top_k, top_p):
-  """Sampled tokens (B,) with one key per row, or the argmax for rows whose temperature is 0."""
-  # The two sorts of filter_logits are skipped per token when no row uses top-k or top-p.
-  filtered = jax.lax.cond(jnp.any(top_k > 0) | jnp.any(top_p < 1.0),
-                          lambda l: filter_logits(l, temperature, top_k, top_p),
-                          lambda l: l / jnp.maximum(temperature, 1e-6)[:, None], logits)
-  sampled = jax.vmap(lambda k, l: jax.random.categorical(k, l))(keys, filtered)
-  return jnp.where(temperature > 0, sampled, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
-
-
-def decode_loop(model, params, window, count, keys, max_new, temperature, top_k, top_p, eos_id, allowed,
-                *, steps: int, use_cache: bool, keep: int):
-  """Generates up to `max_new[b]` (<= steps) tokens per row after the first `count` tokens of `window` (B, W).
-
-  keys (B,) typed PRNG keys: token i of row b is drawn with fold_in(keys[b], i), so a row's tokens do not
-  depend on the other rows of the batch. max_new, temperature, top_k, top_p are (B,) per-row values.
-  `allowed` (steps, V) bool masks the logits of each new token (or None). Returns (B, steps) int32
-  tokens, -1 after the end (eos or max_new). Every argument except the keywords may change without
-  recompiling.
-  """
-  b, w = window.shape
-  variables = {"params": params}
-  take = lambda logits, i: jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False)  # noqa: E731
-
-  def encode_window(win, n):  # logits for the token after win[:, :n], and the cache of the window
-    if use_cache:
-      logits, cache = model.apply(variables, win, model.init_cache(b, w), 0, n, method="decode")
-    else:
-      logits, cache = model.apply(variables, win), None
-    return take(logits, n - 1), cache
-
-  def body(carry):
-    i, win, n, cache, logits, out, done = carry
-    if allowed is not None:
-      logits = jnp.where(allowed[i][None], logits, -jnp.inf)
-    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
-    tok = pick_tokens(logits, step_keys, temperature, top_k, top_p)
-    out = out.at[:, i].set(jnp.where(done, -1, tok))
-    done = done | (tok == eos_id) | (i + 1 >= max_new)
-    full = n == w
-    win = jnp.where(full, jnp.roll(win, keep - w, axis=1), win)  # drop the oldest w - keep tokens
-    n = jnp.where(full, keep, n)
-    win = jax.lax.dynamic_update_slice(win, tok[:, None], (0, n))
-    n = n + 1
-    if use_cache:
-      def step(_):
-        step_logits, new_cache = model.apply(variables, tok[:, None], cache, n - 1, method="decode")
-        return step_logits[:, 0], new_cache
-      logits, cache = jax.lax.cond(full, lambda _: encode_window(win, n), step, None)
-    else:
-      logits = take(model.apply(variables, win), n - 1)
-    return i + 1, win, n, cache, logits, out, done
-
-  def cond(carry):
-    i, done = carry[0], carry[-1]
-    return (i < steps) & ~jnp.all(done)
-
-  logits, cache = encode_window(window, count)
-  init = (jnp.int32(0), window, jnp.asarray(count, jnp.int32), cache, logits,
-          jnp.full((b, steps), -1, jnp.int32), max_new <= 0)
-  return jax.lax.while_loop(cond, body, init)[5]
-
-
-def bucket(n: int, minimum: int = 64) -> int:
-  """Next power of two >= n (at least `minimum`): the padded length a compiled sampler is built for."""
-  return max(minimum, 1 << max(0, int(n) - 1).bit_length())
 
 
 class Completion(str):
@@ -139,9 +48,6 @@ class Completion(str):
     self.finish_reason, self.prompt_tokens, self.completion_tokens = finish_reason, prompt_tokens, completion_tokens
     self.continuation = text if continuation is None else continuation
     return self
-
-
-_FORMS_HELP = "五言绝句 七言绝句 五言律诗 七言律诗 (or wuyan-jueju, qiyan-jueju, wuyan-lushi, qiyan-lushi)"
 
 
 @METHODS.register("autoregressive")
@@ -167,11 +73,6 @@ class AutoRegressive(SingleLossMethod):
                   "(1: all).", default=1.0, minimum=0.0, exclusive_minimum=True, maximum=1.0),
       opts.Option("stop", "strings", "Up to 4 strings; each sample is cut before the first one found (a single "
                   "string is one stop sequence).", default=(), max_items=4),
-      opts.Option("form", "str", f"Poem form: {_FORMS_HELP}.", default="",
-                  choices=tuple(poetry.FORMS), strict=False),
-      opts.Option("acrostic", "str", "藏头诗: the first character of each line, e.g. 春夏秋冬.", default=""),
-      opts.Option("script", "str", "Chinese script of the output (converted with OpenCC).", default="",
-                  choices=("simplified", "traditional")),
       opts.Option("cache", "bool", "KV-cache decoding (false: re-run the model over the window per token; "
                   "same tokens, slower).", default=True),
   )
@@ -183,8 +84,6 @@ class AutoRegressive(SingleLossMethod):
     if not self.tokenizer.vocab_size:
       raise ArtjaxError("config.data has no vocabulary: pass the config through artjax.data.prepare()")
     self.model = models.build(config.model, vocab_size=self.tokenizer.vocab_size)
-    if self.tokenizer.eos_id is None:  # forms, acrostics and scripts are for poetry (<eos>-framed) models
-      self.sample_options = tuple(n for n in self.sample_options if n not in ("form", "acrostic", "script"))
     self.tx = make_optimizer(config.optimizer, config.total_steps)
     # Sample within the context the model was trained on (learned positions past it are untrained).
     self.window = min(int(config.model.get("max_len", config.data.seq_len)), int(config.data.seq_len))
@@ -196,9 +95,16 @@ class AutoRegressive(SingleLossMethod):
     self.default_temperature, self.default_max_tokens = defaults["temperature"], defaults["max_tokens"]
     self.traces = 0  # how often the decode loop was traced (= compiled): tests and the server watch it
 
-    def loop(*args, **kwargs):
+    def loop(params, window, count, keys, max_new, temperature, top_k, top_p, eos_id, allowed, **static):
       self.traces += 1
-      return decode_loop(self.model, *args, **kwargs)
+
+      def pick(logits, step_keys, i):
+        if allowed is not None:
+          logits = jnp.where(allowed[i][None], logits, -jnp.inf)
+        tok = pick_categorical(logits, step_keys, temperature, top_k, top_p)
+        return tok, tok == eos_id
+
+      return decode_loop(self.model, params, window, count, keys, max_new, pick, **static)
 
     self._loop = jax.jit(loop, static_argnames=("steps", "use_cache", "keep"))
 
@@ -269,29 +175,40 @@ class AutoRegressive(SingleLossMethod):
 
   def _prepare(self, options: dict) -> dict:
     """A row's settings from checked options: prompt ids, constraint, numbers with the config's defaults."""
-    mc = self.config.method
-    prompt, form, acrostic = options.get("prompt", ""), options.get("form", ""), options.get("acrostic", "")
+    prompt = options.get("prompt", "")
     tok = self.tokenizer
-    model_script = self.config.data.get("script", "")
-    prompt_text = convert_script(prompt, model_script) if (prompt and model_script) else prompt
-    ids = list(tok.encode(prompt_text)) if prompt_text else []
+    ids = list(tok.encode(self._prompt_text(prompt))) if prompt else []
     prompt_tokens = len(ids)
-    allowed = None
     max_tokens = options.get("max_tokens")
-    if form or acrostic:
-      allowed, ids = self._form_constraint(form, acrostic, ids)
+    allowed, constraint = self._constraint(options, ids)
+    if allowed is not None:
       max_tokens = len(allowed)
     if tok.eos_id is not None:
       ids = [tok.eos_id] + ids  # document models were trained on <eos> poem <eos>
     elif not ids:  # unprompted: start after a newline, as nanoGPT does (or the first character)
       ids = [tok.token_strings().index("\n") if "\n" in tok.token_strings() else 0]
-    return dict(ids=ids, prompt=prompt, prompt_tokens=prompt_tokens, allowed=allowed,
-                constraint=(form, acrostic) if allowed is not None else None,
+    return dict(ids=ids, prompt=prompt, prompt_tokens=prompt_tokens, allowed=allowed, constraint=constraint,
                 max_tokens=self.default_max_tokens if max_tokens is None else max_tokens,
                 temperature=options.get("temperature", self.default_temperature),
                 top_k=options.get("top_k", 0), top_p=options.get("top_p", 1.0),
-                stop=tuple(options.get("stop", ())), script=options.get("script", ""),
-                cache=options.get("cache", True))
+                stop=tuple(options.get("stop", ())), options=options, cache=options.get("cache", True))
+
+  # --- hooks for constrained subclasses (methods.poetry) ---------------------------------------------
+
+  def _prompt_text(self, prompt: str) -> str:
+    """The prompt as the model reads it."""
+    return prompt
+
+  def _constraint(self, options: dict, prompt_ids: list) -> tuple:
+    """(allowed (max_tokens, V) bool mask of the tokens each new position may take, or None; a hashable
+    key naming the constraint, so rows with equal keys share a decode loop)."""
+    del options, prompt_ids
+    return None, None
+
+  def _shown(self, row: dict, text: str) -> str:
+    """Generated text as the reader gets it (a subclass may lay it out or convert it)."""
+    del row
+    return text
 
   def row_options(self, options: dict, index: int) -> dict:
     del index
@@ -323,11 +240,7 @@ class AutoRegressive(SingleLossMethod):
     ended = bool(new) and tok.eos_id is not None and new[-1] == tok.eos_id
     raw = tok.decode(new)
 
-    def shown(text):  # as the reader gets it: a regulated poem one couplet per line, in the asked script
-      if row["allowed"] is not None:
-        text = text.replace("。", "。\n").rstrip("\n")
-      return convert_script(text, row["script"]) if row["script"] else text
-
+    shown = lambda text: self._shown(row, text)  # noqa: E731
     prompt = shown(row["prompt"]) if row["prompt"] else ""
     full = shown(row["prompt"] + raw)
     cont = full[len(prompt):] if full.startswith(prompt) else shown(raw)
@@ -337,7 +250,7 @@ class AutoRegressive(SingleLossMethod):
     if cuts:
       cont = cont[:min(cuts)]
       # tokens up to the cut (a character tokenizer: one per character; bytes: the UTF-8 length)
-      kept = cont.replace("\n", "") if row["allowed"] is not None else cont
+      kept = cont.replace("\n", "") if row["allowed"] is not None else cont  # layout newlines are no tokens
       used = min(used, len(kept.encode("utf-8")) if tok.kind == "byte" else len(kept))
     reason = "stop" if cuts or ended or len(new) < row["max_tokens"] else "length"
     return Completion(prompt + cont, reason, row["prompt_tokens"], used, continuation=cont)
@@ -356,24 +269,3 @@ class AutoRegressive(SingleLossMethod):
       out += self.sample_rows(params, model_state, keys[s:s + chunk], [options] * min(chunk, num - s),
                               min(chunk, num - s))
     return out
-
-  def _form_constraint(self, form, acrostic, prompt_ids):
-    """(allowed mask for the remaining tokens, prompt ids) for a regulated-verse form and/or acrostic."""
-    if self.tokenizer.eos_id is None:
-      raise opts.OptionError("form", "form/acrostic need a poetry model (one trained on <eos>-framed poems)")
-    if form:
-      try:
-        chars, lines = poetry.parse_form(form)
-      except ArtjaxError as e:
-        raise opts.OptionError("form", str(e)) from None
-    elif len(acrostic) in (4, 8):
-      chars, lines = 5, len(acrostic)  # an acrostic alone: 五言, 绝句 for 4 characters, 律诗 for 8
-    else:
-      raise opts.OptionError("acrostic", f"an acrostic of {len(acrostic)} characters needs a form "
-                             f"(4 lines: 绝句, 8: 律诗)")
-    mask = poetry.form_mask(self.tokenizer, chars, lines, acrostic)
-    for j, t in enumerate(prompt_ids):  # a prompt is the poem's beginning: it must fit the form too
-      if j >= len(mask) - 1 or not mask[j, t]:
-        raise ArtjaxError(f"the prompt does not fit the form at character {j + 1} "
-                          f"({self.tokenizer.decode([t])!r})")
-    return mask[len(prompt_ids):], list(prompt_ids)

@@ -29,7 +29,7 @@ def get_config(arg=None):
   c.model = dict(name="transformer", num_layers=4, num_heads=4, emb_dim=256, max_len=80, dropout=0.2,
                  positions="rotary", tie_weights=True, use_bias=False, dtype="float32",
                  attention="auto")  # auto: cuDNN flash attention on GPUs in bf16, else XLA
-  c.method = dict(name="autoregressive", sample_tokens=80, temperature=0.8)
+  c.method = dict(name="poetry", sample_tokens=80, temperature=0.8)
   c.optimizer = dict(name="adamw", lr=1e-3, end_lr=1e-4, schedule="warmup_cosine", warmup_steps=100,
                      b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, weight_decay_on="matrices", grad_clip_norm=1.0)
   c.ema_decay = 0.0

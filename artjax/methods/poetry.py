@@ -1,9 +1,20 @@
-"""Regulated-verse forms (jueju, lüshi): slot layouts, decoding masks and a checker for generated poems."""
+"""Classical Chinese poetry: a language model whose decoding is constrained to a regulated-verse form.
+
+The `poetry` method is the autoregressive language model (`methods.autoregressive`) of a poem corpus
+(<eos> poem <eos> documents) plus three sampling options: `form` (五言/七言 绝句/律诗), `acrostic`
+(藏头诗: the first character of each line) and `script` (simplified / traditional output). A form is
+obeyed by construction: a mask of the tokens each position may take (hanzi in character slots, the
+exact punctuation at line ends, the acrostic's characters, then <eos>) is applied to the logits in the
+decode loop. This module also holds the form layouts and a checker for generated poems.
+"""
 
 import numpy as np
 
+from artjax import options as opts
 from artjax.data import text
 from artjax.errors import ArtjaxError
+from artjax.methods import METHODS
+from artjax.methods.autoregressive import AutoRegressive
 
 COMMA, PERIOD = "，", "。"  # full-width, as in the chinese-poetry corpus
 _LINE_ENDS = COMMA + PERIOD + "？！；：,.?!;:"  # any of these closes a line when checking a poem
@@ -139,3 +150,64 @@ def check_form(poem: str, chars_per_line, num_lines, acrostic: str = "") -> list
     if acrostic and body and body[0] != acrostic[i] and body[0] not in _other_scripts(acrostic[i]):
       problems.append(f"line {i + 1} starts with {body[0]!r}, not the acrostic's {acrostic[i]!r}")
   return problems
+
+
+_FORMS_HELP = "五言绝句 七言绝句 五言律诗 七言律诗 (or wuyan-jueju, qiyan-jueju, wuyan-lushi, qiyan-lushi)"
+
+
+@METHODS.register("poetry")
+class Poetry(AutoRegressive):
+  """A poem language model with form, acrostic and script options (see the module docstring).
+
+  config.data: a document corpus (e.g. `chinese_poetry`) with an <eos> special and a char tokenizer;
+  `data.script` is the script the model was trained in (prompts are converted to it).
+  """
+
+  OPTIONS = AutoRegressive.OPTIONS + (
+      opts.Option("form", "str", f"Poem form: {_FORMS_HELP}.", default="",
+                  choices=tuple(FORMS), strict=False),
+      opts.Option("acrostic", "str", "藏头诗: the first character of each line, e.g. 春夏秋冬.", default=""),
+      opts.Option("script", "str", "Chinese script of the output (converted with OpenCC).", default="",
+                  choices=("simplified", "traditional")),
+  )
+  sample_options = tuple(o.name for o in OPTIONS)
+
+  def __init__(self, config):
+    super().__init__(config)
+    if self.tokenizer.eos_id is None:
+      raise ArtjaxError(f"the poetry method needs a document corpus framed by {text.EOS} (config.data.name "
+                        f"'chinese_poetry'); for plain text use method.name='autoregressive'")
+
+  def _prompt_text(self, prompt: str) -> str:
+    model_script = self.config.data.get("script", "")
+    return text.convert_script(prompt, model_script) if model_script else prompt
+
+  def _constraint(self, options: dict, prompt_ids: list) -> tuple:
+    """The form/acrostic mask for the tokens after the prompt (a prompt is the poem's beginning: it must
+    fit the form too), and (form, acrostic) as the key rows share a loop by."""
+    form, acrostic = options.get("form", ""), options.get("acrostic", "")
+    if not (form or acrostic):
+      return None, None
+    if form:
+      try:
+        chars, lines = parse_form(form)
+      except ArtjaxError as e:
+        raise opts.OptionError("form", str(e)) from None
+    elif len(acrostic) in (4, 8):
+      chars, lines = 5, len(acrostic)  # an acrostic alone: 五言, 绝句 for 4 characters, 律诗 for 8
+    else:
+      raise opts.OptionError("acrostic", f"an acrostic of {len(acrostic)} characters needs a form "
+                             f"(4 lines: 绝句, 8: 律诗)")
+    mask = form_mask(self.tokenizer, chars, lines, acrostic)
+    for j, t in enumerate(prompt_ids):
+      if j >= len(mask) - 1 or not mask[j, t]:
+        raise ArtjaxError(f"the prompt does not fit the form at character {j + 1} "
+                          f"({self.tokenizer.decode([t])!r})")
+    return mask[len(prompt_ids):], (form, acrostic)
+
+  def _shown(self, row: dict, text_out: str) -> str:
+    """A regulated poem one couplet per line, in the asked script."""
+    if row["allowed"] is not None:
+      text_out = text_out.replace("。", "。\n").rstrip("\n")
+    script = row["options"].get("script", "")
+    return text.convert_script(text_out, script) if script else text_out
