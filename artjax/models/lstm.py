@@ -1,6 +1,8 @@
 """Multi-layer LSTM language model (Karpathy's char-rnn / Zaremba et al.) with the same interface as the Transformer.
 
   __call__(tokens, train)            -> logits (B, T, V), from a zero state
+Inputs are token ids (B, T) int, or with `input_size` > 0 real vectors (B, T, input_size) such as
+piano-roll frames (88 keys; then V = 88 independent Bernoulli logits, as in Bai et al. 2018).
   decode(tokens, cache, pos, length) -> (logits, cache): continues from the carries in `cache`; with
                                         `length`, the returned carry is the one after token length-1
 The "cache" of an RNN is its carry, so cached decoding costs O(1) per token.
@@ -21,9 +23,15 @@ class LSTMLM(nn.Module):
   dropout: float = 0.0  # between layers (Zaremba et al. 2014), not on the recurrent connections
   max_len: int = 256  # decoding window (capped by data.seq_len; the model itself has no position limit)
   tie_weights: bool = False  # needs emb_dim == hidden_dim
+  input_size: int = 0  # 0: token ids; > 0: vectors of this size (frames), read through a Dense layer
 
   def setup(self):
-    self.embed = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=nn.initializers.normal(0.1))
+    if self.input_size:
+      if self.tie_weights:
+        raise ArtjaxError("model.tie_weights needs token inputs (model.input_size = 0)")
+      self.embed = nn.Dense(self.emb_dim)
+    else:
+      self.embed = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=nn.initializers.normal(0.1))
     self.rnns = [nn.RNN(nn.OptimizedLSTMCell(self.hidden_dim), return_carry=True, name=f"lstm{i}")
                  for i in range(self.num_layers)]
     self.drop = nn.Dropout(self.dropout)
@@ -35,7 +43,7 @@ class LSTMLM(nn.Module):
       self.head = nn.Dense(self.vocab_size)
 
   def _forward(self, tokens, carries, train, length=None):
-    x = self.drop(self.embed(tokens), deterministic=not train)
+    x = self.drop(self.embed(tokens.astype(jnp.float32) if self.input_size else tokens), deterministic=not train)
     seq_lengths = None if length is None else jnp.full((tokens.shape[0],), length, jnp.int32)
     new = []
     for rnn, carry in zip(self.rnns, carries):

@@ -6,7 +6,9 @@ Two entry points share the weights:
                                         their keys/values are written into the cache, and each query attends
                                         to cached positions <= its own. A prompt (T > 1) or one token (T = 1).
 The cache is a plain pytree (one (k, v) pair of (B, S, heads, head_dim) per layer) from `init_cache`,
-so a sampler can carry it through `lax.while_loop`. Attention is `jax.nn.dot_product_attention`; the
+so a sampler can carry it through `lax.while_loop`. Inputs are token ids (B, T), or with `input_size` > 0
+real vectors (B, T, input_size), e.g. piano-roll frames, read through a Dense layer (no tied head).
+Attention is `jax.nn.dot_product_attention`; the
 full causal pass asks it for the fused cuDNN (flash) kernel on GPUs in 16-bit compute (model.attention
 'auto'), since JAX's own default is still its XLA implementation.
 """
@@ -112,6 +114,7 @@ class Transformer(nn.Module):
   use_bias: bool = False
   dtype: str = "float32"  # compute dtype ('bfloat16' on GPUs/TPUs); params and logits stay float32
   attention: str = "auto"  # 'auto' (cuDNN flash attention on GPUs in 16-bit, else XLA) | 'xla' | 'cudnn'
+  input_size: int = 0  # 0: token ids; > 0: vectors of this size (piano-roll frames)
 
   def setup(self):
     if self.positions not in ("learned", "rotary"):
@@ -120,7 +123,12 @@ class Transformer(nn.Module):
       raise ArtjaxError(f"model.emb_dim {self.emb_dim} must split into {self.num_heads} heads "
                         f"(of even size for rotary positions)")
     init = nn.initializers.normal(0.02)
-    self.wte = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=init)
+    if self.input_size:
+      if self.tie_weights:
+        raise ArtjaxError("model.tie_weights needs token inputs (model.input_size = 0)")
+      self.wte = nn.Dense(self.emb_dim, kernel_init=init)
+    else:
+      self.wte = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=init)
     if self.positions == "learned":
       self.wpe = nn.Embed(self.max_len, self.emb_dim, embedding_init=init)
     # GPT-2: residual projections scaled by 1/sqrt(2 * layers) so the residual stream keeps its scale.
@@ -134,7 +142,7 @@ class Transformer(nn.Module):
     self.drop = nn.Dropout(self.dropout)
 
   def _forward(self, tokens, positions, caches, train):
-    x = self.wte(tokens)
+    x = self.wte(tokens.astype(jnp.float32) if self.input_size else tokens)
     if self.positions == "learned":
       x = x + self.wpe(positions)[None]
     x = self.drop(x.astype(jnp.dtype(self.dtype)), deterministic=not train)
