@@ -20,11 +20,12 @@ def unescape(text: str) -> str:
   return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
 
 
-def declared_options() -> dict:
-  """name -> Option over every registered family (one name has one kind everywhere)."""
+def declared_options(kind: str | None = None) -> dict:
+  """name -> Option over every registered family (of output `kind`, if given); one name, one kind."""
   from artjax import methods
 
-  return opts.union(methods.METHODS.get(name).OPTIONS for name in methods.METHODS.names())
+  families = [methods.METHODS.get(name) for name in methods.METHODS.names()]
+  return opts.union(f.OPTIONS for f in families if kind is None or f.output_kind == kind)
 
 
 def define_option_flags():

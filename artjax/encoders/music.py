@@ -342,6 +342,7 @@ class MusicEncoder:
   between; one panel each in the PNG); `each=True` gives one file per sample.
   """
 
+  route = "/v1/audio/music"  # the server's endpoint for this kind (also /v1/samples)
   formats = {"mid": "audio/midi", "wav": "audio/wav", "png": "image/png", "npy": "application/x-npy"}
   suffixes = {".mid": "mid", ".midi": "mid", ".wav": "wav", ".png": "png", ".npy": "npy"}
   default = "mid"

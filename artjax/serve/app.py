@@ -49,7 +49,8 @@ class Settings:
   max_n: int = 16
   max_tokens: int = 1024
   max_prompt_chars: int = 4000
-  max_steps: int = 1000             # sampler steps (diffusion)
+  max_steps: int = 1000             # sampler steps (diffusion), Gibbs iterations (Coconet)
+  max_frames: int = 1024            # music steps per sample
   default_max_tokens: int = 16      # as OpenAI's completions
   warmup_sizes: tuple | None = None  # batch sizes compiled before ready (None: powers of two to max_batch)
   cors_origins: tuple = ()
@@ -72,7 +73,7 @@ def error_body(status, message, type_="invalid_request_error", param=None, code=
 # --- request schemas ------------------------------------------------------------------------------
 
 _PY_TYPES = {"int": Optional[int], "float": Optional[float], "str": Optional[str], "bool": Optional[bool],
-             "strings": Optional[Union[str, list[str]]]}
+             "strings": Optional[Union[str, list[str]]], "bytes": Optional[str]}
 
 
 def _extension_fields(options: dict, skip: set) -> dict:
@@ -239,7 +240,7 @@ class Server:
                      param="model", code="model_not_found")
     if kind is not None and sampler.output_kind != kind:
       raise ApiError(400, f"the model {name!r} makes {sampler.output_kind}, not {kind}; use the "
-                     f"{_ENDPOINT[sampler.output_kind]} endpoint", param="model", code="wrong_endpoint")
+                     f"{endpoint_of(sampler.output_kind)} endpoint", param="model", code="wrong_endpoint")
     return name, sampler
 
   def check_prompt(self, text: str, field: str = "prompt"):
@@ -272,6 +273,8 @@ class Server:
       raise ApiError(400, str(e), code="invalid_value") from None
     self.limit(eff.get("max_tokens"), self.settings.max_tokens, "max_tokens")
     self.limit(eff.get("steps"), self.settings.max_steps, "steps")
+    self.limit(eff.get("gibbs_steps"), self.settings.max_steps, "gibbs_steps")
+    self.limit(eff.get("frames"), self.settings.max_frames, "frames")
     return opts, eff
 
   async def run(self, name: str, request):
@@ -340,7 +343,12 @@ class BodyLimit:
       await too_large(scope, receive, send)
 
 
-_ENDPOINT = {"text": "/v1/completions", "image": "/v1/images/generations"}  # or /v1/samples, for any kind
+_ENDPOINT = {"text": "/v1/completions", "image": "/v1/images/generations"}  # OpenAI's; /v1/samples: any kind
+
+
+def endpoint_of(kind: str) -> str:
+  """The endpoint for an output kind: OpenAI's, the kind's own route (its encoder's `route`), or /v1/samples."""
+  return _ENDPOINT.get(kind) or getattr(encoders.encoder(kind), "route", None) or "/v1/samples"
 
 
 class SamplesRequest(_Strict):
@@ -350,7 +358,9 @@ class SamplesRequest(_Strict):
   n: Optional[int] = Field(None, description="Samples (default 1).")
   seed: Optional[int] = Field(None, ge=0, le=2 ** 32 - 1, description="Sample i is drawn from fold_in(key(seed), i).")
   options: dict[str, Any] = Field(default_factory=dict, description="The model's typed sampling options "
-                                                                    "(see /v1/models).")
+                                                                    "(see /v1/models); files as base64.")
+  response_formats: Optional[list[str]] = Field(None, description="Formats of each sample (default: the kind's "
+                                                "own, e.g. png, text, mid); several give `files` per sample.")
 
 
 def create_app(server: Server) -> FastAPI:
@@ -359,7 +369,7 @@ def create_app(server: Server) -> FastAPI:
 
   from artjax.sampling import declared_options
 
-  completion_schema, image_schema = build_schemas(declared_options())
+  completion_schema, image_schema = build_schemas({**declared_options("image"), **declared_options("text")})
 
   @asynccontextmanager
   async def lifespan(app):
@@ -637,38 +647,60 @@ def create_app(server: Server) -> FastAPI:
     data = await asyncio.to_thread(encode)
     return {"created": int(time.time()), "data": data, "artjax": {**encoders.provenance(samples), "seed": seed}}
 
-  @app.post("/v1/samples")
-  async def samples_endpoint(body: SamplesRequest, request: Request):
-    req = body.model_dump(exclude_unset=True)
-    name, sampler = server.model(req.pop("model", None), None)
-    request.state.model = name
-    n = _n(req)
-    server.limit(n, server.settings.max_n, "n")
-    options = dict(req.get("options") or {})
-    for field, value in options.items():  # every text a caller sends passes the limits and the filter
-      server.check_text(value, field)
-    options, eff = server.checked(sampler, options)
-    seed = req.get("seed")
-    seed = secrets.randbits(31) if seed is None else seed
-    request.state.units = n * int(eff.get("max_tokens") or 1)
-    server.rate_limit(request.state.key_id, request.state.units, "n")
-    samples = await server.run(name, SampleRequest(n, seed, options))
-    samples.provenance.pop("workdir", None)
-    items = await asyncio.to_thread(encoders.encode_each, samples)
-    data = []
-    for i, item in enumerate(items):
-      text = item.data.decode("utf-8") if item.media_type.startswith("text/") else None
-      entry = {"index": i, "media_type": item.media_type, "finish_reason": getattr(samples.items[i], "finish_reason",
-                                                                                    None)}
-      if text is not None and server.filtered_output(text):
-        entry.update(text="", finish_reason="content_filter")
-      elif text is not None:
-        entry["text"] = text
-      else:
-        entry["b64"] = base64.b64encode(item.data).decode("ascii")
-      data.append(entry)
-    return {"object": "list", "model": name, "created": int(time.time()), "data": data,
-            "artjax": {**encoders.provenance(samples), "seed": seed}}
+  def samples_route(kind: Optional[str]):
+    async def samples_endpoint(body: SamplesRequest, request: Request):
+      req = body.model_dump(exclude_unset=True)
+      name, sampler = server.model(req.pop("model", None), kind)
+      request.state.model = name
+      n = _n(req)
+      server.limit(n, server.settings.max_n, "n")
+      enc = encoders.encoder(sampler.output_kind)
+      formats = req.get("response_formats") or [enc.item_format]
+      bad = [f for f in formats if f not in enc.formats]
+      if bad or len(formats) > len(enc.formats):
+        raise ApiError(400, f"response_formats: {sampler.output_kind} samples come as "
+                       f"{', '.join(enc.formats)}; got {', '.join(map(str, bad or formats))}",
+                       param="response_formats", code="invalid_value")
+      options = dict(req.get("options") or {})
+      declared = {o.name: o for o in sampler.options()}
+      for field, value in options.items():  # every text a caller sends passes the limits and the filter
+        if field not in declared or declared[field].kind in ("str", "strings"):
+          server.check_text(value, field)
+      options, eff = server.checked(sampler, options)
+      seed = req.get("seed")
+      seed = secrets.randbits(31) if seed is None else seed
+      request.state.units = n * int(eff.get("max_tokens") or eff.get("frames") or 1)
+      server.rate_limit(request.state.key_id, request.state.units, "n")
+      samples = await server.run(name, SampleRequest(n, seed, options))
+      samples.provenance.pop("workdir", None)
+      encoded = await asyncio.to_thread(lambda: [encoders.encode_each(samples, f) for f in formats])
+      data = []
+      for i in range(len(samples)):
+        item = encoded[0][i]
+        text = item.data.decode("utf-8") if item.media_type.startswith("text/") else None
+        entry = {"index": i, "media_type": item.media_type,
+                 "finish_reason": getattr(samples.items[i], "finish_reason", None)}
+        if text is not None and server.filtered_output(text):
+          entry.update(text="", finish_reason="content_filter")
+        elif text is not None:
+          entry["text"] = text
+        else:
+          entry["b64"] = base64.b64encode(item.data).decode("ascii")
+        if len(formats) > 1 and text is None:
+          entry["files"] = {f: {"media_type": e[i].media_type, "b64": base64.b64encode(e[i].data).decode("ascii")}
+                            for f, e in zip(formats, encoded)}
+        data.append(entry)
+      return {"object": "list", "model": name, "created": int(time.time()), "data": data,
+              "artjax": {**encoders.provenance(samples), "seed": seed}}
+
+    return samples_endpoint
+
+  app.post("/v1/samples")(samples_route(None))
+  # A kind's own route (music: /v1/audio/music) is declared by its encoder, so the server needs no edit.
+  for kind in encoders.ENCODERS.names():
+    route = getattr(encoders.encoder(kind), "route", None)
+    if route:
+      app.post(route, name=f"{kind} samples")(samples_route(kind))
 
   return app
 
