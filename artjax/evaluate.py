@@ -207,9 +207,12 @@ def evaluate_step_split(workdir, step, split):
 
 
 def summary(row) -> str:
-  if "fid" not in row:  # split metrics
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k in ("loss", "bpc", "bpb"))
-    return f"step {row['step']}: {row['split']} {shown}  ({int(row['tokens'])} tokens, {row['seconds']:.1f}s)"
+  if "fid" not in row:  # split metrics: whatever the method's eval_summary reports, counts last
+    meta = ("step", "split", "seconds", "device", "time")
+    counts = ("tokens", "frames", "notes")
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in meta + counts)
+    counted = ", ".join(f"{int(row[k])} {k}" for k in counts if k in row)
+    return f"step {row['step']}: {row['split']} {shown}  ({counted}{', ' if counted else ''}{row['seconds']:.1f}s)"
   parts = [f"FID {row['fid']:.3f}", f"IS {row['is']:.3f}", f"precision {row['precision']:.3f}",
            f"recall {row['recall']:.3f}"]
   if "nll" in row:

@@ -739,10 +739,14 @@ def _model_card(name, sampler, settings) -> dict:
   names = {o.name for o in sampler.options()}
   if "max_tokens" in names:
     limits["max_tokens"] = settings.max_tokens
-  if "steps" in names:
+  if "steps" in names or "gibbs_steps" in names:
     limits["max_steps"] = settings.max_steps
+  if "frames" in names:
+    limits["max_frames"] = settings.max_frames
+  enc = encoders.encoder(sampler.output_kind)
   return {"id": name, "object": "model", "created": int(_created(sampler)), "owned_by": "artjax",
-          "artjax": {**sampler.describe(), "limits": limits}}
+          "artjax": {**sampler.describe(), "limits": limits, "formats": dict(enc.formats),
+                     "endpoint": endpoint_of(sampler.output_kind)}}
 
 
 def _created(sampler) -> float:
