@@ -39,7 +39,7 @@ def get_config(arg=None):
   c.sample_every = 0
   c.num_samples = 4
   c.checkpoint_every = 10 * TRAIN_CHORALES
-  c.keep_checkpoints = 2
+  c.keep_checkpoints = 10  # every 10 epochs, all kept: the test NLL is read at the best validation step
 
   if arg == "smoke":
     c.total_steps = 4
