@@ -10,8 +10,8 @@ OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 D=shared/data/jsb_chorales
 TRAIN_SECONDS=${TRAIN_SECONDS:-240}
 {
-  pip install -q --no-index --find-links shared/wheels grain ml_collections tensorboardX pretty_midi mido 2>&1 | tail -2
-  pip install -q --no-deps -e . 2>&1 | tail -2
+  python -m pip install -q --no-index --find-links shared/wheels grain ml_collections tensorboardX pretty_midi mido 2>&1 | tail -2
+  export PYTHONPATH=$PWD  # artjax from the checkout (pip install --no-deps -e . needs setuptools from an index)
   python -c "import jax; print('jax', jax.__version__, jax.devices())"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   # SIGTERM at the time limit: the loop saves a checkpoint and exits 0 (preemption path).
@@ -20,8 +20,8 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-240}
       --config.checkpoint_every=1000 --config.eval_every=1000 2>&1 | grep -v "it/s\]" | tail -15
   tail -2 /tmp/coconet/metrics.jsonl
   python tools/music_report.py --workdir /tmp/coconet --data_dir $D --out /tmp/report --chorale test/000 \
-      --num 4 --bars 8 --batch 64 2>&1 | grep -v "^W1" | head -80
-  python tools/bench_music.py --data_dir $D --configs jsb_lstm,jsb_tcn,jsb_transformer,jsb_coconet,jsb_coconet:gpu \
+      --num 4 --bars 8 --batch 64 --order ${ORDER:-chronological} 2>&1 | grep -v "^W1" | head -80
+  [ -n "${SKIP_BENCH:-}" ] || python tools/bench_music.py --data_dir $D --configs jsb_lstm,jsb_tcn,jsb_transformer,jsb_coconet,jsb_coconet:gpu \
       --steps 30 --num 16 --frames 64 --json /tmp/report/bench.jsonl 2>&1 | grep -v "^W1"
 } 2>&1 | tee $OUT/log.txt
 cp /tmp/coconet/config.json /tmp/report/ 2>/dev/null
