@@ -349,10 +349,6 @@ def test_option_errors_name_the_option(roll, coconet):
   assert e.value.param == "prime" and "instrument" in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _instrument_rolls (artjax/data/music.py) drops notes off the piano "
-                   "(21..108), so melody_from_midi turns them into rests and harmonize never sees them: no "
-                   "OptionError, the note is silently lost (the 'off the piano' check in "
-                   "PianoRoll._prepare is unreachable)")
 def test_melody_notes_off_the_piano_are_refused(coconet):
   for pitch in (110, 12):
     with pytest.raises(OptionError) as e:

@@ -101,15 +101,20 @@ def _quarters(pm, seconds: np.ndarray) -> np.ndarray:
   return at_change[j] + (seconds - change_times[j]) * qpm[j] / 60.0
 
 
-def _instrument_rolls(pm, steps_per_quarter: int) -> list[np.ndarray]:
+def _instrument_rolls(pm, steps_per_quarter: int, strict: bool = False) -> list[np.ndarray]:
   """One (T, 88) uint8 roll per non-drum instrument, all of the file's length T in steps.
 
   A note is on from its start to its end, both rounded to the nearest step (halves up; so timing
   jitter does not move it), and for at least one step (so short notes are not lost: one ending the
-  piece may then add a step). Pitches off the piano are dropped.
+  piece may then add a step). Pitches off the piano are dropped (a corpus may have a few), or with
+  `strict` (a melody or primer a user gives) an ArtjaxError.
   Consecutive notes of one pitch merge: a binary roll has no onsets.
   """
   instruments = [inst for inst in pm.instruments if not inst.is_drum]
+  if strict:
+    off = [n.pitch for inst in instruments for n in inst.notes if not LOWEST_KEY <= n.pitch < LOWEST_KEY + KEYS]
+    if off:
+      raise ArtjaxError(f"pitch {off[0]} is off the piano ({LOWEST_KEY}..{LOWEST_KEY + KEYS - 1})")
   spans = []
   for inst in instruments:
     notes = [n for n in inst.notes if LOWEST_KEY <= n.pitch < LOWEST_KEY + KEYS]
@@ -134,30 +139,32 @@ def _check_steps_per_quarter(steps_per_quarter) -> int:
   return spq
 
 
-def midi_to_roll(midi, steps_per_quarter: int = 4) -> np.ndarray:
+def midi_to_roll(midi, steps_per_quarter: int = 4, strict: bool = False) -> np.ndarray:
   """(T, 88) uint8 0/1 piano roll of a MIDI file at `steps_per_quarter` steps per quarter note.
 
   `midi`: a path, the bytes of a file, or a pretty_midi.PrettyMIDI. Column k is MIDI pitch k + 21.
   Steps follow the quarter-note grid of the score through tempo changes; T ends at the last note's
   end; drums are left out; notes are quantized as in `_instrument_rolls`. Raises ArtjaxError if the
-  file cannot be parsed.
+  file cannot be parsed, or with `strict` if a note is off the piano (else such notes are dropped).
   """
   spq = _check_steps_per_quarter(steps_per_quarter)
-  rolls = _instrument_rolls(_pretty_midi(midi), spq)
+  rolls = _instrument_rolls(_pretty_midi(midi), spq, strict)
   if not rolls:
     return np.zeros((0, KEYS), np.uint8)
   return np.max(rolls, axis=0)
 
 
-def melody_from_midi(midi, steps_per_quarter: int = 4, instrument: int | None = 0) -> np.ndarray:
+def melody_from_midi(midi, steps_per_quarter: int = 4, instrument: int | None = 0,
+                     strict: bool = False) -> np.ndarray:
   """(T,) int64 MIDI pitches, -1 for a rest: the highest sounding note at each step of a melody.
 
   `instrument`: which non-drum instrument carries the melody (index among them, default the first);
   None for the highest note of all of them. T is the whole file's length, as in `midi_to_roll`, so
-  the two line up. Raises ArtjaxError if the file cannot be parsed or has no such instrument.
+  the two line up. Raises ArtjaxError if the file cannot be parsed or has no such instrument, or with
+  `strict` if a note is off the piano (else such notes are dropped).
   """
   spq = _check_steps_per_quarter(steps_per_quarter)
-  rolls = _instrument_rolls(_pretty_midi(midi), spq)
+  rolls = _instrument_rolls(_pretty_midi(midi), spq, strict)
   if not rolls:
     return np.zeros((0,), np.int64)
   if instrument is None:

@@ -37,7 +37,7 @@ VOICES = 4
 
 def _voice_parts(data: bytes, steps_per_quarter: int):
   """(T, 4) MIDI pitches (-1: rest) of a four-part MIDI file: the top note of instruments 0..3."""
-  parts = [melody_from_midi(data, steps_per_quarter, instrument=i) for i in range(VOICES)]
+  parts = [melody_from_midi(data, steps_per_quarter, instrument=i, strict=True) for i in range(VOICES)]
   return np.stack(parts, axis=1)
 
 

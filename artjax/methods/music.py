@@ -70,7 +70,12 @@ def read_midi(option: str, data: bytes, fn, steps_per_quarter: int):
 
 def melody_of(data: bytes, steps_per_quarter: int):
   """(T,) MIDI pitches (-1: rest) of a melody file: its highest note per step, over all its instruments."""
-  return melody_from_midi(data, steps_per_quarter, instrument=None)
+  return melody_from_midi(data, steps_per_quarter, instrument=None, strict=True)
+
+
+def primer_roll(data: bytes, steps_per_quarter: int):
+  """(T, 88) roll of a primer file; a note off the piano is an error, not dropped."""
+  return midi_to_roll(data, steps_per_quarter, strict=True)
 
 
 def num_steps(options: dict, steps_per_quarter: int, default: int, given: int | None = None) -> int:
@@ -172,17 +177,14 @@ class PianoRoll(SingleLossMethod):
     spq = self.steps_per_quarter
     primer = np.zeros((0, KEYS), np.uint8)
     if options.get("prime") is not None:
-      primer = read_midi("prime", options["prime"], midi_to_roll, spq)
+      primer = read_midi("prime", options["prime"], primer_roll, spq)
     forced = None
     if options.get("harmonize") is not None:
       melody = read_midi("harmonize", options["harmonize"], melody_of, spq)
       n = num_steps(options, spq, self.default_frames, given=len(melody))
       forced = np.full((n, KEYS), -1, np.int8)
       for t, p in enumerate(melody[:n]):
-        if p >= 0:
-          if not LOWEST_KEY <= p < LOWEST_KEY + KEYS:
-            raise opts.OptionError("harmonize", f"sampling option harmonize: pitch {p} at step {t} is off the "
-                                   f"piano ({LOWEST_KEY}..{LOWEST_KEY + KEYS - 1})")
+        if p >= 0:  # on the piano: melody_of refuses other pitches
           forced[t, p - LOWEST_KEY:] = 0
           forced[t, p - LOWEST_KEY] = 1
     else:
