@@ -20,8 +20,8 @@ import numpy as np
 
 from artjax import options as opts
 from artjax.errors import ArtjaxError
-from artjax.methods import METHODS
-from artjax.methods.base import SingleLossMethod, apply_module, sample_labels, split_variables
+from artjax.methods import METHODS, conditioning
+from artjax.methods.base import SingleLossMethod, apply_module, split_variables
 
 
 def beta_schedule(kind: str, num_timesteps: int) -> np.ndarray:
@@ -70,7 +70,7 @@ class Diffusion(SingleLossMethod):
     if self.prediction not in ("eps", "v"):
       raise ArtjaxError(f"unknown method.prediction {self.prediction!r}; known: eps, v")
     self.abar = np.cumprod(1.0 - beta_schedule(m.get("schedule", "linear"), self.num_timesteps))
-    self.num_classes = config.model.get("num_classes", 0)
+    self.num_classes = conditioning.num_classes(config)
     self.cond_dropout = m.get("cond_dropout", 0.1) if self.num_classes else 0.0
     self.defaults = dict(sampler=m.get("sampler", "ddim"), steps=m.get("sample_steps", 50), eta=m.get("eta", 0.0),
                          guidance=m.get("guidance", None))
@@ -109,20 +109,19 @@ class Diffusion(SingleLossMethod):
   # -- training ---------------------------------------------------------------------------------
   def init(self, rng, batch):
     x = batch["image"]
-    labels = jnp.zeros(x.shape[:1], jnp.int32) if self.num_classes else None
+    labels = conditioning.init_labels(self.config, batch)
     return split_variables(self.model.init(rng, x, jnp.zeros(x.shape[:1]), labels))
 
   def loss(self, params, model_state, batch, rng):
-    x0 = batch["image"]
+    x0, labels = batch["image"], conditioning.batch_labels(self.config, batch)
     t_rng, noise_rng, drop_rng, dropout_rng = jax.random.split(rng, 4)
     t = jax.random.randint(t_rng, x0.shape[:1], 0, self.num_timesteps)
     eps = jax.random.normal(noise_rng, x0.shape)
     abar = jnp.asarray(self.abar, jnp.float32)[t][:, None, None, None]
     xt = jnp.sqrt(abar) * x0 + jnp.sqrt(1 - abar) * eps
-    labels = None
-    if self.num_classes:
+    if labels is not None:  # classifier-free guidance: train the null label too
       drop = jax.random.bernoulli(drop_rng, self.cond_dropout, t.shape)
-      labels = jnp.where(drop, self.num_classes, batch["label"])
+      labels = jnp.where(drop, self.num_classes, labels)
     out, model_state = apply_module(self.model, params, model_state, xt, t, labels, train=True,
                                     rngs={"dropout": dropout_rng})
     target = eps if self.prediction == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * x0
@@ -168,9 +167,7 @@ class Diffusion(SingleLossMethod):
     ts = timestep_sequence(self.num_timesteps, steps)
     abar_t = self.abar[ts]
     abar_prev = np.concatenate([self.abar[ts[1:]], [1.0]])
-    if label is not None and not self.num_classes:
-      raise ArtjaxError("this diffusion model is unconditional (model.num_classes = 0): it takes no label")
-    labels = sample_labels(label, latents.shape[0], self.num_classes) if self.num_classes else None
+    labels = conditioning.sampling_labels(self.config, label, latents.shape[0])
     if labels is None and guidance is not None:
       raise ArtjaxError("guidance needs a class-conditional model (model.num_classes > 0)")
     step_fn = self._ddpm_step if sampler == "ddpm" else self._ddim_step

@@ -8,8 +8,8 @@ import optax
 from artjax import models
 from artjax import options as opts
 from artjax.errors import ArtjaxError
-from artjax.methods import METHODS
-from artjax.methods.base import Method, apply_module, sample_labels, split_variables
+from artjax.methods import METHODS, conditioning
+from artjax.methods.base import Method, apply_module, split_variables
 from artjax.optim import make_optimizer
 
 G, D = "generator", "discriminator"
@@ -60,9 +60,7 @@ class GAN(Method):
     nets = models.build(config.model)
     self.gen, self.disc = nets[G], nets[D]
     self.latent_dim = config.method.latent_dim
-    self.num_classes = int(config.model.get("num_classes", 0))
-    if self.num_classes < 0:
-      raise ArtjaxError(f"model.num_classes must be >= 0 (0: unconditional), got {self.num_classes}")
+    self.num_classes = conditioning.num_classes(config)
     self.sample_options = ("label",) if self.num_classes else ()
     self.loss_kind = config.method.get("loss", "non_saturating")
     if self.loss_kind not in ("non_saturating", "hinge"):
@@ -74,21 +72,11 @@ class GAN(Method):
     """Keyword arguments that condition the networks on `label` (none when unconditional)."""
     return {"label": label} if self.num_classes else {}
 
-  def batch_labels(self, batch):
-    """The batch's labels when conditional (checked present), else None."""
-    if not self.num_classes:
-      return None
-    if "label" not in batch:
-      raise ArtjaxError(f"model.num_classes={self.num_classes} (class-conditional) but the data source "
-                        f"{self.config.data.get('name', '?')!r} yields no labels")
-    return batch["label"]
-
   def init(self, rng, batch):
     rg, rd = jax.random.split(rng)
     n = batch["image"].shape[0]
-    self.batch_labels(batch)  # fail at start-up, not in the first step, if labels are missing
     z = jnp.zeros((n, self.latent_dim))
-    y = jnp.zeros((n,), jnp.int32)
+    y = conditioning.init_labels(self.config, batch)
     pg, sg = split_variables(self.gen.init(rg, z, train=False, **self.cond(y)))
     pd, sd = split_variables(self.disc.init(rd, batch["image"], train=False, **self.cond(y)))
     return {G: pg, D: pd}, {G: sg, D: sd}
@@ -98,7 +86,7 @@ class GAN(Method):
 
   def update(self, params, model_state, opt_state, batch, rng):
     real = batch["image"]
-    c = self.cond(self.batch_labels(batch))
+    c = self.cond(conditioning.batch_labels(self.config, batch))
     z = jax.random.normal(rng, (real.shape[0], self.latent_dim))
     # One generator forward serves both updates: its VJP is reused for the generator step.
     fake, gen_vjp, g_state = jax.vjp(
@@ -132,12 +120,7 @@ class GAN(Method):
     return jax.random.normal(rng, (num, self.latent_dim))
 
   def decode(self, params, model_state, latents, rng, label=None):
-    if self.num_classes:
-      c = self.cond(sample_labels(label, latents.shape[0], self.num_classes))
-    elif label is not None:
-      raise ArtjaxError("this GAN is unconditional (model.num_classes=0): it takes no label")
-    else:
-      c = {}
+    c = self.cond(conditioning.sampling_labels(self.config, label, latents.shape[0]))
     out, _ = apply_module(self.gen, params[G], model_state[G], latents, train=False, **c)
     return out
 

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 
 from artjax import options as opts
 from artjax.errors import ArtjaxError
-from artjax.methods import METHODS
-from artjax.methods.base import SingleLossMethod, apply_module, sample_labels, split_variables
+from artjax.methods import METHODS, conditioning
+from artjax.methods.base import SingleLossMethod, apply_module, split_variables
 
 # likelihood -> (decoder outputs per channel, the data value_range it models)
 LIKELIHOODS = {"bernoulli": (1, (0.0, 1.0)), "logistic": (2, (-1.0, 1.0))}
@@ -79,7 +79,7 @@ class VAE(SingleLossMethod):
     # The likelihood decides how many parameters the decoder emits per sub-pixel.
     self.model = self.model.clone(outputs_per_channel=outputs_per_channel)
     self.latent_dim = self.model.latent_dim
-    self.num_classes = self.model.num_classes
+    self.num_classes = conditioning.num_classes(config)
     self.sample_options = ("label",) if self.num_classes else ()
 
   # -- pieces -----------------------------------------------------------------------------------------
@@ -113,20 +113,6 @@ class VAE(SingleLossMethod):
       return jax.random.bernoulli(rng, images).astype(images.dtype)
     return images
 
-  def _batch_labels(self, batch):
-    if not self.num_classes:
-      return None
-    if "label" not in batch:
-      raise ArtjaxError("a class-conditional VAE (model.num_classes > 0) needs batches with a 'label'")
-    return batch["label"]
-
-  def _option_labels(self, label, num):
-    if not self.num_classes:
-      if label is not None:
-        raise ArtjaxError("this VAE is unconditional (model.num_classes = 0): it takes no label")
-      return None
-    return sample_labels(label, num, self.num_classes)
-
   def elbo_terms(self, params, x, label, eps):
     """(elbo, recon, kl), each (B,) in nats: one reparameterized sample z = mean + sigma * eps, analytic KL."""
     mean, logvar = self._encode(params, x, label)
@@ -142,14 +128,13 @@ class VAE(SingleLossMethod):
 
   def init(self, rng, batch):
     x = batch["image"]
-    label = jnp.zeros((x.shape[0],), jnp.int32) if self.num_classes else None
-    return split_variables(self.model.init(rng, x, label))
+    return split_variables(self.model.init(rng, x, conditioning.init_labels(self.config, batch)))
 
   def loss(self, params, model_state, batch, rng):
     x_rng, z_rng = jax.random.split(rng)
     x = self._targets(batch["image"], x_rng)
     eps = jax.random.normal(z_rng, (x.shape[0], self.latent_dim))
-    elbo, recon, kl = self.elbo_terms(params, x, self._batch_labels(batch), eps)
+    elbo, recon, kl = self.elbo_terms(params, x, conditioning.batch_labels(self.config, batch), eps)
     loss = jnp.mean(recon + self.beta * kl)
     metrics = {"elbo": elbo.mean(), "recon": recon.mean(), "kl": kl.mean(),
                "bits_per_dim": self.bits_per_dim(-elbo.mean(), x.shape)}
@@ -160,18 +145,17 @@ class VAE(SingleLossMethod):
 
   def decode(self, params, model_state, latents, rng, label=None):
     """The decoder's mean (Bernoulli probabilities, or the logistic location clipped to [-1, 1]); `rng` unused."""
-    labels = self._option_labels(label, latents.shape[0])
+    labels = conditioning.sampling_labels(self.config, label, latents.shape[0])
     return self._mean(self._decode_params(params, latents, labels))
 
   def reconstruct(self, params, model_state, images, rng, label=None):
     """Encoder mean -> decoder mean. `label`: the images' classes (an int or (B,) array) when conditional."""
     if self.num_classes and label is None:
       raise ArtjaxError("reconstructing with a class-conditional VAE needs the images' labels")
-    if label is None or isinstance(label, int):
-      labels = self._option_labels(label, images.shape[0])  # range-checked; rejects a label if unconditional
-    elif not self.num_classes:
-      raise ArtjaxError("this VAE is unconditional (model.num_classes = 0): it takes no label")
-    else:
+    if label is None or isinstance(label, int) or not self.num_classes:
+      # Range-checked; an unconditional VAE rejects any label.
+      labels = conditioning.sampling_labels(self.config, label, images.shape[0])
+    else:  # the images' own classes, (B,) or one for all
       labels = jnp.broadcast_to(jnp.asarray(label, jnp.int32), images.shape[:1])
     mean, _ = self._encode(params, images, labels)
     return self._mean(self._decode_params(params, mean, labels))
@@ -192,7 +176,7 @@ class VAE(SingleLossMethod):
       raise ArtjaxError(f"log_likelihood needs num_samples >= 1, got {num_samples}")
     x_rng, z_rng = jax.random.split(rng)
     x = self._targets(batch["image"], x_rng)
-    label = self._batch_labels(batch)
+    label = conditioning.batch_labels(self.config, batch)
     b = x.shape[0]
     mean, logvar = self._encode(params, x, label)
     std = jnp.exp(0.5 * logvar)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import optax
 
 from artjax.errors import ArtjaxError
-from artjax.methods import METHODS
+from artjax.methods import METHODS, conditioning
 from artjax.methods.base import apply_module
 from artjax.methods.gan import D, G, GAN
 
@@ -83,7 +83,7 @@ class WGANGP(GAN):
     return optax.apply_updates(params[D], updates), d_opt, {**metrics, "grad_norm_d": optax.tree_utils.tree_norm(grads)}
 
   def update(self, params, model_state, opt_state, batch, rng):
-    real, labels = batch["image"], self.batch_labels(batch)
+    real, labels = batch["image"], conditioning.batch_labels(self.config, batch)
     n = self.n_critic
     if real.shape[0] % n:
       raise ArtjaxError(f"a batch of {real.shape[0]} is not divisible by method.n_critic {n}")

@@ -18,17 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from artjax.models import MODELS
-
-
-def num_doublings(image_size: int) -> tuple[int, int]:
-  """(n, base_res): image_size = base_res * 2**n with 4 <= base_res, e.g. 28 -> (2, 7), 32 -> (3, 4)."""
-  n, res = 0, image_size
-  while res % 2 == 0 and res // 2 >= 4:
-    res //= 2
-    n += 1
-  if n == 0:
-    raise ValueError(f"image_size {image_size} cannot be built by doubling from >= 4 px")
-  return n, res
+from artjax.models.layers import Upsample, label_embedding, num_doublings
 
 
 def _norm(kind: str, train: bool):
@@ -39,27 +29,6 @@ def _norm(kind: str, train: bool):
   if kind == "none":
     return lambda x: x
   raise ValueError(f"unknown norm {kind!r}: use 'batch', 'layer' or 'none'")
-
-
-def upsample_nearest(x):
-  """2x nearest-neighbour upsampling as a broadcast (its gradient is a sum, not a scatter)."""
-  b, h, w, c = x.shape
-  return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(b, 2 * h, 2 * w, c)
-
-
-class Upsample(nn.Module):
-  """2x upsampling: 'resize' (nearest + 3x3 conv) or 'transpose' (4x4 stride-2 transposed conv)."""
-  features: int
-  mode: str = "resize"
-  use_bias: bool = False
-
-  @nn.compact
-  def __call__(self, x):
-    if self.mode == "transpose":
-      return nn.ConvTranspose(self.features, (4, 4), (2, 2), padding="SAME", use_bias=self.use_bias)(x)
-    if self.mode == "resize":
-      return nn.Conv(self.features, (3, 3), padding="SAME", use_bias=self.use_bias)(upsample_nearest(x))
-    raise ValueError(f"unknown upsample mode {self.mode!r}: use 'resize' or 'transpose'")
 
 
 class Generator(nn.Module):
@@ -74,7 +43,7 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, z, train: bool = True, label=None):
     if self.num_classes:
-      z = jnp.concatenate([z, nn.Embed(self.num_classes, z.shape[-1])(_require(label))], axis=-1)
+      z = jnp.concatenate([z, label_embedding(label, self.num_classes, z.shape[-1], z.shape[0])], axis=-1)
     n, res = num_doublings(self.image_size)
     ch = self.base_channels * 2 ** n  # e.g. 28x28, base 32: 7x7x128 -> 14x14x64 -> 28x28x32 -> 28x28xC
     x = nn.Dense(res * res * ch, use_bias=self.norm == "none")(z).reshape(z.shape[0], res, res, ch)
@@ -109,15 +78,10 @@ class Discriminator(nn.Module):
     logit = nn.Dense(1)(h)[:, 0]
     if self.num_classes:
       # Scaled like the Dense's lecun init, so the projection does not dominate the logit at init.
-      embed = nn.Embed(self.num_classes, h.shape[-1], embedding_init=nn.initializers.normal(h.shape[-1] ** -0.5))
-      logit = logit + jnp.sum(embed(_require(label)) * h, axis=-1)
+      y = label_embedding(label, self.num_classes, h.shape[-1], h.shape[0],
+                          embedding_init=nn.initializers.normal(h.shape[-1] ** -0.5))
+      logit = logit + jnp.sum(y * h, axis=-1)
     return logit
-
-
-def _require(label):
-  if label is None:
-    raise ValueError("a class-conditional DCGAN (num_classes > 0) needs `label`")
-  return label
 
 
 @MODELS.register("dcgan")

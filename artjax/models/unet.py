@@ -7,62 +7,12 @@ label embedding is added to the time embedding; label `num_classes` is the "null
 classifier-free guidance trains with (Ho & Salimans 2022).
 """
 
-import math
-
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from artjax.models import MODELS
-from artjax.models.dcgan import upsample_nearest
-
-
-def timestep_embedding(t, dim: int, max_period: float = 10000.0):
-  """Sinusoidal embedding of (possibly fractional) timesteps, as in the Transformer / DDPM."""
-  half = dim // 2
-  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
-  args = t.astype(jnp.float32)[:, None] * freqs[None]
-  return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
-
-
-def group_norm(channels: int, groups: int):
-  # gcd keeps tiny test models valid (e.g. 8 channels) while real ones get the usual 32 groups.
-  return nn.GroupNorm(num_groups=math.gcd(groups, channels))
-
-
-class ResBlock(nn.Module):
-  features: int
-  groups: int = 32
-  dropout: float = 0.0
-
-  @nn.compact
-  def __call__(self, x, emb, train: bool):
-    h = nn.Conv(self.features, (3, 3))(nn.swish(group_norm(x.shape[-1], self.groups)(x)))
-    h = h + nn.Dense(self.features)(nn.swish(emb))[:, None, None, :]
-    h = nn.swish(group_norm(self.features, self.groups)(h))
-    h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    # Zero-initialised last conv: every block starts as the identity, which stabilises early training.
-    h = nn.Conv(self.features, (3, 3), kernel_init=nn.initializers.zeros)(h)
-    if x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (1, 1))(x)
-    return x + h
-
-
-class AttentionBlock(nn.Module):
-  num_heads: int = 1
-  groups: int = 32
-
-  @nn.compact
-  def __call__(self, x):
-    b, hh, ww, c = x.shape
-    if c % self.num_heads:
-      raise ValueError(f"{c} channels cannot be split into {self.num_heads} attention heads")
-    h = group_norm(c, self.groups)(x).reshape(b, hh * ww, c)
-    qkv = nn.DenseGeneral((3, self.num_heads, c // self.num_heads))(h)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    h = jax.nn.dot_product_attention(q, k, v)  # (B, L, heads, head_dim); fused kernels on GPU.
-    h = nn.DenseGeneral(c, axis=(-2, -1), kernel_init=nn.initializers.zeros)(h)
-    return x + h.reshape(b, hh, ww, c)
+from artjax.models.layers import (AttentionBlock, ResBlock, group_norm, label_embedding, timestep_embedding,
+                                  upsample_nearest)
 
 
 class UNet(nn.Module):
@@ -81,10 +31,8 @@ class UNet(nn.Module):
     ch, g = self.base_channels, self.norm_groups
     emb = timestep_embedding(t, ch)
     emb = nn.Dense(4 * ch)(nn.swish(nn.Dense(4 * ch)(emb)))
-    if self.num_classes:
-      if labels is None:
-        raise ValueError("this UNet is class-conditional: pass labels (num_classes means 'no label')")
-      emb = emb + nn.Embed(self.num_classes + 1, 4 * ch)(labels)
+    if self.num_classes:  # one more row: label num_classes is the null label
+      emb = emb + label_embedding(labels, self.num_classes + 1, 4 * ch, x.shape[0])
 
     def blocks_at(h, features):
       h = ResBlock(features, g, self.dropout)(h, emb, train)

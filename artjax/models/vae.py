@@ -2,7 +2,7 @@
 
 Encoder: stride-2 4x4 convs (28 -> 14 -> 7), flatten, [label embedding], Dense -> mean, log-variance.
 Decoder: [z ++ label embedding] -> Dense to a base_res x base_res map -> nearest+conv upsampling
-(`dcgan.Upsample`) to full size -> 3x3 conv to `channels * outputs_per_channel` likelihood parameters
+(`layers.Upsample`) to full size -> 3x3 conv to `channels * outputs_per_channel` likelihood parameters
 (the method sets `outputs_per_channel` from its likelihood: 1 Bernoulli logit, or a logistic's location
 and log-scale). No normalization layers: the model has no state besides params.
 """
@@ -11,16 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from artjax.models import MODELS
-from artjax.models.dcgan import Upsample, num_doublings
-
-
-def _label_features(num_classes: int, label_dim: int, label, batch: int):
-  """A learned embedding of `label` (B,), or None for an unconditional model."""
-  if not num_classes:
-    return None
-  if label is None:
-    raise ValueError("a class-conditional VAE needs labels")
-  return nn.Embed(num_classes, label_dim)(jnp.broadcast_to(label, (batch,)))
+from artjax.models.layers import Upsample, label_embedding, num_doublings
 
 
 class Encoder(nn.Module):
@@ -37,9 +28,8 @@ class Encoder(nn.Module):
     for i in range(n):  # e.g. 28x28 -> 14x14x32 -> 7x7x64
       x = nn.swish(nn.Conv(self.base_channels * 2 ** i, (4, 4), (2, 2), padding="SAME")(x))
     h = x.reshape(x.shape[0], -1)
-    y = _label_features(self.num_classes, self.label_dim, label, h.shape[0])
-    if y is not None:
-      h = jnp.concatenate([h, y], axis=-1)
+    if self.num_classes:
+      h = jnp.concatenate([h, label_embedding(label, self.num_classes, self.label_dim, h.shape[0])], axis=-1)
     stats = nn.Dense(2 * self.latent_dim)(h)
     mean, logvar = jnp.split(stats, 2, axis=-1)
     return mean, logvar
@@ -57,9 +47,8 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z, label=None):
     n, res = num_doublings(self.image_size)
-    y = _label_features(self.num_classes, self.label_dim, label, z.shape[0])
-    if y is not None:
-      z = jnp.concatenate([z, y], axis=-1)
+    if self.num_classes:
+      z = jnp.concatenate([z, label_embedding(label, self.num_classes, self.label_dim, z.shape[0])], axis=-1)
     # Mirrors the encoder, channels halving per doubling: 7x7x64 -> 14x14x32 -> 28x28x16. The
     # full-resolution conv dominates the cost, hence base_channels // 2 there rather than base_channels.
     ch = self.base_channels * 2 ** (n - 1)
