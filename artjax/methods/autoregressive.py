@@ -8,7 +8,6 @@ lengths do not recompile. Subclasses constrain decoding through `_constraint` (p
 `methods.poetry`).
 """
 
-import functools
 import math
 
 import jax
