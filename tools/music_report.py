@@ -1,7 +1,7 @@
 r"""Everything experiments/ shows of a trained music run: test NLL, a harmonization, samples, statistics.
 
   python tools/music_report.py --workdir runs/jsb_tcn --data_dir /path/to/jsb_chorales --out DIR \
-      [--chorale test/000] [--num 4] [--bars 8] [--seed 0] [--order chronological] [--skip_nll]
+      [--step N] [--chorale test/000] [--num 4] [--bars 8] [--seed 0] [--order chronological] [--skip_nll]
 
 Writes to DIR: report.json (and prints it), harmonization.{mid,wav,png} (the chosen test chorale's
 soprano kept, the model writes the rest), bach.{mid,png} (that chorale as Bach wrote it, for
@@ -28,6 +28,7 @@ from artjax import errors
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir of a music run.")
 _DATA = flags.DEFINE_string("data_dir", None, "Directory of the JSB Chorales files (overrides the run's).")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _CHORALE = flags.DEFINE_string("chorale", "test/000", "The test chorale whose soprano is harmonized.")
 _NUM = flags.DEFINE_integer("num", 4, "Unconditional samples.")
 _BARS = flags.DEFINE_integer("bars", 8, "Bars per unconditional sample.")
@@ -110,7 +111,7 @@ def main(argv):
 
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
-  sampler = Sampler.from_workdir(_WORKDIR.value)
+  sampler = Sampler.from_workdir(_WORKDIR.value, _STEP.value)
   config = sampler.config
   data_cfg = config.data.copy_and_resolve_references()
   if _DATA.value:
@@ -142,8 +143,10 @@ def main(argv):
   write(harm, "harmonization", ("mid", "wav", "png"))
   kept = harm.items[0].notes
   top = kept[:, 0] if representation == "voices" else outer_voices(kept)[:, 0]
+  # A roll model is free at the melody's rests (its other voices may sound): compare where it sounds.
+  sounding = melody[:, 0] >= 0 if representation == "roll" else np.ones(len(melody), bool)
   report["harmonization"] = {"chorale": _CHORALE.value, "steps": int(len(melody)),
-                             "soprano_kept": bool(np.array_equal(top, melody[:, 0]))}
+                             "soprano_kept": bool(np.array_equal(top[sounding], melody[sounding, 0]))}
   bach_samples = Samples("music", [Piece(bach, representation, spq, 80.0)],
                          {"model": "J. S. Bach", "chorale": _CHORALE.value, "options": {}}, config)
   write(bach_samples, "bach", ("mid", "png"))
