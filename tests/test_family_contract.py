@@ -556,12 +556,7 @@ def _each_params():
 
 
 # Known failures of the one-work-per-sample contract: (kind, format) -> reason.
-_WHOLE_BATCH = ("artjax/encoders/__init__.py encode_each passes a whole-batch format of a kind without "
-                "`per_sample` straight to encode(), which gives ONE item for all samples, though encode_each "
-                "promises one work per sample; POST /v1/samples with n=2 and this response_format then answers "
-                "500 (IndexError at artjax/serve/app.py `encoded[0][i]` / `e[i]`)")
-XFAIL_EACH = {("image", "grid"): _WHOLE_BATCH, ("image", "npy"): _WHOLE_BATCH,
-              ("text", "txt"): _WHOLE_BATCH, ("text", "json"): _WHOLE_BATCH}
+XFAIL_EACH = {}
 
 
 @pytest.mark.parametrize("kind,fmt,path", _each_params())

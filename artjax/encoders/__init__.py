@@ -58,14 +58,25 @@ def encode(samples, fmt: str | None = None, **kwargs) -> list[Encoded]:
 def encode_each(samples, fmt: str | None = None, **kwargs) -> list[Encoded]:
   """One encoded work per sample, in `fmt` (default: the kind's `item_format`; what the server returns).
 
-  An encoder whose formats are whole-batch files (music: one MIDI of all samples) takes `each=True`.
+  An encoder whose formats are whole-batch files (music: one MIDI of all samples) takes `each=True`;
+  otherwise the kind's per-sample formats (`item_formats`) encode the batch at once, and any other
+  format (a grid, an array, a .txt) is made from each sample alone, with its index in the provenance.
   """
   enc = encoder(samples.kind)
   fmt = fmt or enc.item_format
   if fmt not in enc.formats:
     raise unknown_format(enc, fmt)
-  return enc.encode(samples, fmt, each=True, **kwargs) if getattr(enc, "per_sample", False) \
-      else enc.encode(samples, fmt, **kwargs)
+  if getattr(enc, "per_sample", False):
+    return enc.encode(samples, fmt, each=True, **kwargs)
+  if fmt in getattr(enc, "item_formats", (enc.item_format,)):
+    return enc.encode(samples, fmt, **kwargs)
+  return [enc.encode(_one(samples, i), fmt, **kwargs)[0] for i in range(len(samples))]
+
+
+def _one(samples, i: int):
+  """Sample i of `samples` as a Samples of its own (its provenance says which it was)."""
+  return dataclasses.replace(samples, items=samples.items[i:i + 1],
+                             provenance={**samples.provenance, "index": i}, layout={})
 
 
 def default_suffix(kind: str) -> str:
