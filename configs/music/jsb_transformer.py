@@ -5,8 +5,12 @@ r"""A small Transformer on JSB Chorales piano rolls, in the TCN paper's setting 
   python -m artjax.evaluate --workdir runs/jsb_transformer --split test     # NLL in nats per frame
 
 Frames in through a Dense layer, 88 Bernoulli logits out; 4 pre-LN blocks of 128 dimensions with rotary
-positions and dropout 0.3 (229 chorales overfit quickly), batches of 8 whole chorales, AdamW with cosine
-decay. Data, loss and metric as configs/music/jsb_tcn.py. Results: experiments/README.md.
+positions. 229 chorales overfit a Transformer within a few hundred steps: with dropout 0.3 the
+validation NLL was best (8.78) at step 500 of 3000 and 10.31 at the end; transposing by up to 6
+semitones instead stopped the overfitting but reached only 8.82 in 1500 steps (the test set is in the
+original keys). So: dropout 0.5, 1200 steps of batches of 8 whole chorales, AdamW with cosine decay,
+and a checkpoint every 200 steps kept for model selection on the validation split. Data, loss and
+metric as configs/music/jsb_tcn.py. Results: experiments/README.md.
 """
 
 import ml_collections
@@ -17,12 +21,12 @@ TRAIN_CHORALES = 229
 def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.total_steps = 3000  # ~105 epochs of 229 chorales in batches of 8
+  c.total_steps = 1200  # ~42 epochs of 229 chorales in batches of 8
   c.batch_size = 8
 
   c.data = dict(name="jsb_chorales", dir="", file="JSB_Chorales.mat", representation="roll", seq_len=160,
                 transpose=0, steps_per_quarter=1, num_keys=88, shuffle=True, num_threads=1)
-  c.model = dict(name="transformer", num_layers=4, num_heads=4, emb_dim=128, max_len=161, dropout=0.3,
+  c.model = dict(name="transformer", num_layers=4, num_heads=4, emb_dim=128, max_len=161, dropout=0.5,
                  positions="rotary", tie_weights=False, use_bias=True, dtype="float32", attention="auto")
   c.method = dict(name="piano_roll", sample_frames=64, temperature=1.0, bpm=80.0)
   c.optimizer = dict(name="adamw", lr=1e-3, end_lr=1e-5, schedule="warmup_cosine", warmup_steps=100,
@@ -32,12 +36,12 @@ def get_config(arg=None):
   c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)
 
   c.log_every = 100
-  c.eval_every = 500
+  c.eval_every = 200
   c.eval_batches = 0
   c.sample_every = 0
   c.num_samples = 4
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 2
+  c.checkpoint_every = 200
+  c.keep_checkpoints = 6  # all of them: the test NLL is read at the best validation step
 
   if arg == "smoke":
     c.total_steps = 4
