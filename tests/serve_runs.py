@@ -1,4 +1,5 @@
-"""Tiny trained runs for the server tests: a character LM, a Tang-poetry LM, a class-conditional GAN."""
+"""Tiny trained runs for the server tests: a character LM, a Tang-poetry LM, a class-conditional GAN, and
+a piano-roll TCN on a folder of MIDI files."""
 
 import json
 import pathlib
@@ -18,8 +19,20 @@ def _poems(rng, n=40):
   return poems
 
 
+def write_midi(path: pathlib.Path, pitches, steps_per_quarter: int = 2, bpm: float = 120.0):
+  """A one-instrument MIDI file: one note per step (-1: a rest) on a grid of `steps_per_quarter`."""
+  import pretty_midi
+
+  pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+  inst = pretty_midi.Instrument(0)
+  step = 60.0 / (bpm * steps_per_quarter)
+  inst.notes = [pretty_midi.Note(80, int(p), t * step, (t + 1) * step) for t, p in enumerate(pitches) if p >= 0]
+  pm.instruments.append(inst)
+  pm.write(str(path))
+
+
 def make_runs(root: pathlib.Path) -> dict:
-  """{"text": workdir, "poetry": workdir, "image": workdir}, each trained for 4 steps (a few seconds)."""
+  """{"text", "poetry", "image", "music": workdir}, each trained for a few steps (a few seconds)."""
   from artjax.train.loop import train
 
   root = pathlib.Path(root)
@@ -41,4 +54,13 @@ def make_runs(root: pathlib.Path) -> dict:
   with gan.unlocked():
     gan.model.num_classes = 10  # class-conditional: prompts name digits
   train(gan, runs["image"], **quiet)
+  midi = root / "midi"
+  midi.mkdir(exist_ok=True)
+  for i in range(6):  # chords and scales of 24 steps, enough for train and held-out files
+    write_midi(midi / f"piece{i}.mid", [60 + (3 * i + t) % 12 for t in range(24)])
+  runs["music"] = root / "music"
+  music = smoke_config("configs/music/jsb_tcn.py:smoke", **{"data.name": "midi_folder", "data.dir": str(midi),
+                                                            "data.steps_per_quarter": 2, "sample_every": 0,
+                                                            "eval_every": 0})
+  train(music, runs["music"], **quiet)
   return runs

@@ -64,6 +64,7 @@ def server(served_runs, tmp_path_factory):
   log_path = work / "server.log"
   cmd = [sys.executable, "-m", "artjax.serve", "--model", f"shakespeare={served_runs['text']}",
          "--model", f"tang={served_runs['poetry']}", "--model", f"digits={served_runs['image']}",
+         "--model", f"chorale={served_runs['music']}",
          "--keys", str(keys), "--host", "127.0.0.1", "--port", str(port), "--drain-seconds", "2",
          "--warmup-sizes", "1"]
   with open(log_path, "w") as log:
@@ -163,7 +164,7 @@ def page(server, browser):
   assert browser.find_element(By.ID, "api-key").get_attribute("value") == key
   assert not _error_text(browser)
   ids = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#model option")]
-  assert sorted(ids) == ["digits", "shakespeare", "tang"]
+  assert sorted(ids) == ["chorale", "digits", "shakespeare", "tang"]
   return browser
 
 
@@ -212,6 +213,40 @@ def test_acrostic_poem(page):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.execute_script("window.scrollTo(0, 0)")
     assert page.save_screenshot(str(SCREENSHOT))
+
+
+def test_music_harmonization_plays(page, tmp_path):
+  """A music model: the melody goes up as a file (base64), the WAV comes back in an audio player that
+  decodes it to the melody's length, the piano roll shows, and the MIDI is offered for download."""
+  from serve_runs import write_midi
+
+  melody = tmp_path / "melody.mid"
+  write_midi(melody, [72, 74, 76, -1, 77, 76, 74, 72], steps_per_quarter=2, bpm=120.0)
+  Select(page.find_element(By.ID, "model")).select_by_value("chorale")
+  options = page.find_element(By.ID, "options")
+  upload = options.find_element(By.ID, "opt-harmonize")
+  assert upload.get_attribute("type") == "file"
+  upload.send_keys(str(melody))
+  _wait(page, lambda d: d.execute_script("return document.getElementById('opt-harmonize').files.length") == 1,
+        "the melody file is not selected")
+  bpm = options.find_element(By.ID, "opt-bpm")
+  bpm.clear()
+  bpm.send_keys("90")
+  options.find_element(By.ID, "opt-seed").send_keys("5")
+  time.sleep(0.5)  # the file is read as base64 in the background
+  result = _generate(page)
+  duration = _wait(page, lambda d: d.execute_script(
+      "const a = document.querySelector('#results > .result:first-child audio.sample-audio');"
+      "return a && a.readyState >= 1 && isFinite(a.duration) ? a.duration : null;"), "the WAV did not load")
+  assert abs(duration - 8 * 60.0 / (90 * 2)) < 0.05, duration  # 8 steps of 8th notes at 90 bpm
+  assert result.find_element(By.CSS_SELECTOR, "audio.sample-audio").get_attribute("src").startswith("data:audio/wav")
+  _wait(page, lambda d: d.execute_script(
+      "const i = document.querySelector('#results > .result:first-child img.sample-image');"
+      "return i && i.complete && i.naturalWidth > 0"), "the piano roll did not load")
+  links = {a.text for a in result.find_elements(By.CSS_SELECTOR, "a.download")}
+  assert {"Download wav", "Download png", "Download mid"} <= links, links
+  assert "seed 5" in result.find_element(By.CSS_SELECTOR, ".prov").text
+  assert _console_errors(page) == []
 
 
 def test_wrong_key_shows_the_servers_401(page):
