@@ -6,6 +6,8 @@
   python -m artjax.sample --workdir DIR --prompt "ROMEO:" --max-tokens 300 --temperature 0.8 [--top-k K]
       [--top-p P] [--n N] [--stop STR ...] [--seed S] --out F.txt|F.json    # language models
       [--form 五言绝句|wuyan-jueju ...] [--acrostic 春夏秋冬] [--script simplified|traditional]  # poetry
+  python -m artjax.sample --workdir DIR --out chorale.mid|.wav|.png|.npy [--num N] [--seed S] [--temperature T]
+      [--frames F | --bars B] [--bpm 80] [--prime primer.mid [--include-prime]] [--harmonize melody.mid]  # music
 
 Restores only the model item (params / EMA params / non-trained collections) and the config saved
 with the checkpoint; the same seed gives the same samples, whatever --batch is. Files carry their
@@ -29,7 +31,7 @@ _BATCH = flags.DEFINE_integer("batch", 256, "Samples generated per compiled call
 _EMA = flags.DEFINE_bool("ema", None, "Sample with the EMA params (--noema: the raw params); default: the run's "
                         "config.sample_ema (True unless the config says otherwise).")
 _OUT = flags.DEFINE_string("out", None, "Output file; its suffix picks the format (.png grid, .npy array; "
-                           "text: .txt, .json).")
+                           "text: .txt, .json; music: .mid, .wav, .png piano roll, .npy).")
 _RECORD_PROMPT = flags.DEFINE_bool("record_prompt", False, "Also record the prompt in the file's provenance.")
 _OPTIONS = define_option_flags()  # --label --guidance --sampler --steps --eta; --prompt --max-tokens ...
 _INTERPOLATE = flags.DEFINE_integer(
