@@ -43,10 +43,12 @@ PERFECT = (0, 7)  # interval classes of octaves/unisons and fifths
 
 def outer_voices(roll: np.ndarray) -> np.ndarray:
   """(T, 88) roll -> (T, 2) MIDI pitches of its highest and lowest notes (-1 where silent)."""
+  from artjax.encoders.music import KEYS, LOWEST_KEY
+
   on = roll.astype(bool)
   any_on = on.any(axis=1)
-  top = 87 - np.argmax(on[:, ::-1], axis=1) + 21
-  low = np.argmax(on, axis=1) + 21
+  top = KEYS - 1 - np.argmax(on[:, ::-1], axis=1) + LOWEST_KEY
+  low = np.argmax(on, axis=1) + LOWEST_KEY
   return np.stack([np.where(any_on, top, -1), np.where(any_on, low, -1)], axis=1)
 
 

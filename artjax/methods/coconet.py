@@ -14,7 +14,10 @@ voice) keeps its steps and writes what follows. The first iteration hides every 
 Evaluation: `eval_sums` reports the masked-cell NLL (nats per hidden note at u ~ U(0, 1), fixed masks):
 a cheap proxy for training curves. `ordered_nll` gives the exact NLL of a grid under an ordering of its
 cells, chronological (step by step, soprano to bass) or random, as the paper's Table 1 reports it:
-T x V passes of the network per grid, so a GPU job (tools/bench_music.py).
+T x V passes of the network per grid, so a GPU job (tools/music_report.py).
+
+Grids are padded to a power-of-two length with given rests, and the iteration count is a traced
+per-row value, so requests of any length and any gibbs_steps share a few compiled programs.
 """
 
 import jax
@@ -27,9 +30,9 @@ from artjax.data.music import melody_from_midi
 from artjax.encoders.music import Piece
 from artjax.errors import ArtjaxError
 from artjax.methods import METHODS
-from artjax.methods.base import SingleLossMethod
-from artjax.methods.decoding import pick_categorical
-from artjax.methods.music import MUSIC_OPTIONS, digest, melody_of, num_steps, read_midi
+from artjax.methods.base import SingleLossMethod, gather_rows, pad_keys, prepare_once, row_keys
+from artjax.methods.decoding import bucket, pick_categorical
+from artjax.methods.music import MAX_GIVEN_STEPS, MUSIC_OPTIONS, melody_of, num_steps, read_midi
 from artjax.optim import make_optimizer
 
 VOICES = 4
@@ -37,7 +40,8 @@ VOICES = 4
 
 def _voice_parts(data: bytes, steps_per_quarter: int):
   """(T, 4) MIDI pitches (-1: rest) of a four-part MIDI file: the top note of instruments 0..3."""
-  parts = [melody_from_midi(data, steps_per_quarter, instrument=i, strict=True) for i in range(VOICES)]
+  parts = [melody_from_midi(data, steps_per_quarter, instrument=i, strict=True, max_steps=MAX_GIVEN_STEPS)
+           for i in range(VOICES)]
   return np.stack(parts, axis=1)
 
 
@@ -83,7 +87,7 @@ class Coconet(SingleLossMethod):
     self.default_temperature, self.default_frames = defaults["temperature"], defaults["frames"]
     self.default_bpm, self.default_gibbs = defaults["bpm"], defaults["gibbs_steps"]
     self.traces = 0
-    self._gibbs = jax.jit(self._gibbs_loop, static_argnames=("iterations",))
+    self._gibbs = jax.jit(self._gibbs_loop)
 
   # --- training and evaluation ------------------------------------------------------------------------
 
@@ -155,12 +159,17 @@ class Coconet(SingleLossMethod):
 
   # --- sampling -----------------------------------------------------------------------------------
 
-  def _gibbs_loop(self, params, voices, given, keys, temperature, *, iterations: int):
-    """Annealed blocked Gibbs over (B, T, 4) classes; cells where `given` stay as they are."""
+  def _gibbs_loop(self, params, voices, given, keys, temperature, iterations):
+    """Annealed blocked Gibbs over (B, T, 4) classes; cells where `given` stay as they are.
+
+    temperature, iterations: (B,) per row; row b's schedule runs over iterations[b] and it is left
+    alone after that (the loop runs to the largest).
+    """
     self.traces += 1
     b, t, v = voices.shape
     free = ~given
     flat_t = jnp.repeat(temperature, t * v)
+    total = iterations.astype(jnp.float32)[:, None, None]
 
     def redraw(x, block, keys):
       logits = self.model.apply({"params": params}, x, block)  # (B, T, C, V)
@@ -173,12 +182,13 @@ class Coconet(SingleLossMethod):
     def body(n, x):
       step_keys = jax.vmap(lambda k: jax.random.fold_in(k, n + 1))(keys)
       mask_keys, draw_keys = jax.vmap(jax.random.split, out_axes=1)(step_keys)
-      p = jnp.maximum(self.p_min, self.p_max - n * (self.p_max - self.p_min) / (self.eta * iterations))
-      block = jax.vmap(lambda k: jax.random.bernoulli(k, p, (t, v)))(mask_keys) & free
+      p = jnp.maximum(self.p_min, self.p_max - n * (self.p_max - self.p_min) / (self.eta * total))
+      block = jax.vmap(lambda k, pb: jax.random.bernoulli(k, pb, (t, v)))(mask_keys, p[:, 0, 0])
+      block = block & free & (n + 1 < total)
       return redraw(x, block, draw_keys)
 
     x = redraw(voices, free, jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys))
-    return jax.lax.fori_loop(0, iterations - 1, body, x)
+    return jax.lax.fori_loop(0, jnp.max(iterations) - 1, body, x)
 
   def _classes(self, option: str, pitches: np.ndarray) -> np.ndarray:
     """MIDI pitches (-1: rest) -> classes, OptionError naming `option` for a pitch off the grid."""
@@ -204,43 +214,38 @@ class Coconet(SingleLossMethod):
       grid, given = np.full((n, VOICES), self.rest, np.int32), np.zeros((n, VOICES), bool)
     grid = np.concatenate([primer, grid])
     given = np.concatenate([np.ones(primer.shape, bool), given])
-    return dict(grid=grid, given=given, primer_len=len(primer), include_prime=options.get("include_prime", False),
-                temperature=options.get("temperature", self.default_temperature),
-                bpm=options.get("bpm", self.default_bpm), gibbs=options.get("gibbs_steps", self.default_gibbs),
-                key=(digest(options.get("harmonize")), digest(options.get("prime"))))
-
-  def row_options(self, options: dict, index: int) -> dict:
-    del index
-    return options
+    include, bpm = options.get("include_prime", False), options.get("bpm", self.default_bpm)
+    out_steps = len(grid) if include else len(grid) - len(primer)
+    return dict(grid=grid, given=given, primer_len=len(primer), include_prime=include,
+                temperature=options.get("temperature", self.default_temperature), bpm=bpm,
+                gibbs=options.get("gibbs_steps", self.default_gibbs), seconds=out_steps * 60.0 / (bpm * spq))
 
   def resolve_options(self, options: dict) -> dict:
+    """Effective frames, temperature, bpm and iterations, and the output's length in seconds."""
     row = self._prepare(options)
     return {**options, "frames": len(row["grid"]) - row["primer_len"], "temperature": row["temperature"],
-            "bpm": row["bpm"], "gibbs_steps": row["gibbs"]}
+            "bpm": row["bpm"], "gibbs_steps": row["gibbs"], "seconds": row["seconds"]}
 
   def batch_key(self, options: dict):
-    """Rows share a compiled sampler when their grids have the same length, the same given cells and
-    the same number of Gibbs iterations."""
-    row = self._prepare(options)
-    return (len(row["grid"]), row["key"], row["gibbs"])
+    """Rows share a compiled sampler when their grids fall in the same power-of-two length (given cells,
+    temperature and iterations are per row)."""
+    return bucket(len(self._prepare(options)["grid"]), 16)
 
   def sample_rows(self, params, model_state, keys, rows: list[dict], size: int):
     del model_state
-    once = {}
-    prepared = [once[id(r)] if id(r) in once else once.setdefault(id(r), self._prepare(r)) for r in rows]
+    prepared = prepare_once(self._prepare, rows)
+    length = bucket(max(len(r["grid"]) for r in prepared), 16)
+    grid = np.full((size, length, VOICES), self.rest, np.int32)
+    given = np.ones((size, length, VOICES), bool)  # padding: given rests, never redrawn
+    for j, r in enumerate(prepared):
+      grid[j, :len(r["grid"])], given[j, :len(r["grid"])] = r["grid"], r["given"]
     pad = size - len(rows)
-    grid = np.stack([r["grid"] for r in prepared] + [prepared[0]["grid"]] * pad)
-    given = np.stack([r["given"] for r in prepared] + [prepared[0]["given"]] * pad)
     temperature = np.array([r["temperature"] for r in prepared] + [1.0] * pad, np.float32)
-    if pad:
-      keys = jnp.concatenate([keys, jax.random.split(jax.random.key(0), pad)])
-    out = self._gibbs(params, jnp.asarray(grid), jnp.asarray(given), keys, jnp.asarray(temperature),
-                      iterations=prepared[0]["gibbs"])
-    if not out.is_fully_addressable:
-      from jax.experimental import multihost_utils
-      out = multihost_utils.process_allgather(out, tiled=True)
-    out = np.asarray(out)
-    return [self._piece(r, out[j]) for j, r in enumerate(prepared)]
+    iterations = np.array([r["gibbs"] for r in prepared] + [1] * pad, np.int32)
+    out = self._gibbs(params, jnp.asarray(grid), jnp.asarray(given), pad_keys(keys, size), jnp.asarray(temperature),
+                      jnp.asarray(iterations))
+    out = gather_rows(out)
+    return [self._piece(r, out[j, :len(r["grid"])]) for j, r in enumerate(prepared)]
 
   def _piece(self, row, classes) -> Piece:
     start = 0 if row["include_prime"] else row["primer_len"]
@@ -251,5 +256,4 @@ class Coconet(SingleLossMethod):
   def sample(self, params, model_state, rng, num, **options):
     """`num` Pieces (SATB voices); piece i is drawn with key fold_in(rng, i). Options: see OPTIONS."""
     options = self.check_options(options)
-    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(num))
-    return self.sample_rows(params, model_state, keys, [options] * num, num)
+    return self.sample_rows(params, model_state, row_keys(rng, num), [options] * num, num)

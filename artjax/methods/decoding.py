@@ -24,15 +24,20 @@ def bucket(n: int, minimum: int = 64) -> int:
 
 
 def decode_loop(model, params, window, count, keys, max_new, pick, *, steps: int, use_cache: bool, keep: int,
-                fill=-1):
+                fill=-1, pin: int = 0):
   """Generates up to `max_new[b]` (<= steps) items per row after the first `count` items of `window`.
 
   window: (B, W, ...) items (int32 tokens or uint8 frames); count: int32 scalar, the valid prefix
   (>= 1). keys: (B,) typed PRNG keys: item i of row b is drawn with fold_in(keys[b], i), so a row does
   not depend on the other rows of its batch. max_new: (B,) int32. `pick`: see the module docstring; it
   closes over the family's per-row sampling arrays, so they may change without recompiling.
-  Returns (B, steps, ...) items of window.dtype, `fill` after a row's end (pick's `ended` or max_new).
+  When the window is full, the first `pin` items stay (e.g. a start frame) and the newest keep - pin of
+  the rest move up behind them. Returns (B, steps, ...) items of window.dtype, `fill` after a row's end
+  (pick's `ended` or max_new).
   """
+  if not 0 <= pin < keep <= window.shape[1]:
+    raise ValueError(f"decode_loop needs 0 <= pin < keep <= window, got pin={pin}, keep={keep}, "
+                     f"window={window.shape[1]}")
   b, w = window.shape[:2]
   variables = {"params": params}
   take = lambda logits, i: jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False)  # noqa: E731
@@ -56,7 +61,8 @@ def decode_loop(model, params, window, count, keys, max_new, pick, *, steps: int
     out = out.at[:, i].set(jnp.where(per_row(done, item), jnp.asarray(fill, win.dtype), item))
     done = done | ended | (i + 1 >= max_new)
     full = n == w
-    win = jnp.where(full, jnp.roll(win, keep - w, axis=1), win)  # drop the oldest w - keep items
+    slid = jnp.concatenate([win[:, :pin], jnp.roll(win[:, pin:], keep - w, axis=1)], axis=1)
+    win = jnp.where(full, slid, win)  # drop the oldest w - keep items after the pinned ones
     n = jnp.where(full, keep, n)
     win = jax.lax.dynamic_update_slice(win, item[:, None], (0, n) + zeros)
     n = n + 1

@@ -16,6 +16,7 @@ unless `include_prime`); `harmonize` (a MIDI melody) is kept as the top voice no
 step its key is forced on and every key above it off, and the model writes the rest.
 """
 
+import functools
 import hashlib
 import math
 
@@ -30,7 +31,7 @@ from artjax.data.music import melody_from_midi, midi_to_roll
 from artjax.encoders.music import KEYS, LOWEST_KEY, Piece
 from artjax.errors import ArtjaxError
 from artjax.methods import METHODS
-from artjax.methods.base import SingleLossMethod
+from artjax.methods.base import SingleLossMethod, gather_rows, pad_keys, prepare_once, row_keys
 from artjax.methods.decoding import bucket, decode_loop, pick_bernoulli
 from artjax.optim import make_optimizer
 
@@ -41,7 +42,7 @@ MUSIC_OPTIONS = (
     opts.Option("frames", "int", "Steps to generate (default: method.sample_frames; with harmonize: the "
                 "melody's length).", minimum=1, maximum=4096),
     opts.Option("bars", "int", "Bars (4 quarter notes) to generate, instead of frames.", minimum=1, maximum=256),
-    opts.Option("prime", "bytes", "A MIDI file to continue (the output starts where it ends).",
+    opts.Option("prime", "bytes", "A MIDI file to continue (the output starts where it ends; a server may take less than max_length).",
                 max_length=1 << 20),
     opts.Option("include_prime", "bool", "Return the primer followed by its continuation.", default=False),
     opts.Option("harmonize", "bytes", "A MIDI melody kept as the soprano, note for note; the model writes "
@@ -57,25 +58,31 @@ def bernoulli_nll(logits, targets):
                  axis=-1)
 
 
+MAX_GIVEN_STEPS = 4096  # longest primer or melody a request may give (the longest output is 2x this)
+
+
+@functools.lru_cache(maxsize=16)  # a request's file is read for its checks, its batch key and its batch
 def read_midi(option: str, data: bytes, fn, steps_per_quarter: int):
-  """fn(data, steps_per_quarter) from artjax.data.music, with a bad file reported as the option's error."""
+  """fn(data, steps_per_quarter) from artjax.data.music (read-only result), with a bad, empty or too long
+  file (over MAX_GIVEN_STEPS steps) reported as the option's OptionError."""
   try:
     out = fn(data, steps_per_quarter)
   except ArtjaxError as e:
     raise opts.OptionError(option, f"sampling option {option}: {e}") from None
   if not len(out):
     raise opts.OptionError(option, f"sampling option {option}: the MIDI file has no notes")
+  out.flags.writeable = False
   return out
 
 
 def melody_of(data: bytes, steps_per_quarter: int):
   """(T,) MIDI pitches (-1: rest) of a melody file: its highest note per step, over all its instruments."""
-  return melody_from_midi(data, steps_per_quarter, instrument=None, strict=True)
+  return melody_from_midi(data, steps_per_quarter, instrument=None, strict=True, max_steps=MAX_GIVEN_STEPS)
 
 
 def primer_roll(data: bytes, steps_per_quarter: int):
   """(T, 88) roll of a primer file; a note off the piano is an error, not dropped."""
-  return midi_to_roll(data, steps_per_quarter, strict=True)
+  return midi_to_roll(data, steps_per_quarter, strict=True, max_steps=MAX_GIVEN_STEPS)
 
 
 def num_steps(options: dict, steps_per_quarter: int, default: int, given: int | None = None) -> int:
@@ -138,7 +145,7 @@ class PianoRoll(SingleLossMethod):
 
       return decode_loop(self.model, params, window, count, keys, max_new, pick, fill=0, **static)
 
-    self._loop = jax.jit(loop, static_argnames=("steps", "use_cache", "keep"))
+    self._loop = jax.jit(loop, static_argnames=("steps", "use_cache", "keep", "pin"))
 
   # --- training and evaluation ------------------------------------------------------------------------
 
@@ -156,6 +163,7 @@ class PianoRoll(SingleLossMethod):
     nll = bernoulli_nll(logits, frames)
     weights = jnp.concatenate([mask[:, :1], mask], axis=1)  # the first frame too (after the start frame)
     loss = jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    # Not eval's metric: it also scores each window's first frame (eval_sums does not).
     return loss, (model_state, {"nll_per_frame": loss})
 
   def eval_sums(self, params, model_state, batch):
@@ -182,26 +190,27 @@ class PianoRoll(SingleLossMethod):
     if options.get("harmonize") is not None:
       melody = read_midi("harmonize", options["harmonize"], melody_of, spq)
       n = num_steps(options, spq, self.default_frames, given=len(melody))
-      forced = np.full((n, KEYS), -1, np.int8)
-      for t, p in enumerate(melody[:n]):
+      # The whole melody, whatever this row's length: rows that harmonize it share the array.
+      forced = np.full((len(melody), KEYS), -1, np.int8)
+      for t, p in enumerate(melody):
         if p >= 0:  # on the piano: melody_of refuses other pitches
           forced[t, p - LOWEST_KEY:] = 0
           forced[t, p - LOWEST_KEY] = 1
     else:
       n = num_steps(options, spq, self.default_frames)
     context = primer[-(self.window - 1):]
+    include = options.get("include_prime", False)
+    bpm = options.get("bpm", self.default_bpm)
     return dict(primer=primer, window=np.concatenate([np.zeros((1, KEYS), np.uint8), context]), forced=forced,
-                steps=n, temperature=options.get("temperature", self.default_temperature),
-                bpm=options.get("bpm", self.default_bpm), include_prime=options.get("include_prime", False),
-                key=digest(options.get("harmonize")))
-
-  def row_options(self, options: dict, index: int) -> dict:
-    del index
-    return options
+                steps=n, temperature=options.get("temperature", self.default_temperature), bpm=bpm,
+                include_prime=include, key=digest(options.get("harmonize")),
+                seconds=(n + (len(primer) if include else 0)) * 60.0 / (bpm * spq))
 
   def resolve_options(self, options: dict) -> dict:
+    """Effective frames, temperature and bpm, and the output's length in seconds (what limits apply to)."""
     row = self._prepare(options)
-    return {**options, "frames": row["steps"], "temperature": row["temperature"], "bpm": row["bpm"]}
+    return {**options, "frames": row["steps"], "temperature": row["temperature"], "bpm": row["bpm"],
+            "seconds": row["seconds"]}
 
   def batch_key(self, options: dict):
     """Rows share a decode loop when their primers fill the same window length, they harmonize the same
@@ -212,8 +221,7 @@ class PianoRoll(SingleLossMethod):
   def sample_rows(self, params, model_state, keys, rows: list[dict], size: int):
     """Pieces for rows sharing one `batch_key`; row i draws its frames from keys[i] only."""
     del model_state
-    once = {}
-    prepared = [once[id(r)] if id(r) in once else once.setdefault(id(r), self._prepare(r)) for r in rows]
+    prepared = prepare_once(self._prepare, rows)
     first = prepared[0]
     steps = bucket(max(r["steps"] for r in prepared))
     window = np.zeros((size, self.window, KEYS), np.uint8)
@@ -226,16 +234,12 @@ class PianoRoll(SingleLossMethod):
       forced[:len(first["forced"])] = first["forced"][:steps]
       forced = jnp.asarray(forced)
     pad = size - len(rows)
-    if pad:
-      keys = jnp.concatenate([keys, jax.random.split(jax.random.key(0), pad)])
     per_row = lambda name, dtype, fill: np.array([r[name] for r in prepared] + [fill] * pad, dtype)  # noqa: E731
-    out = self._loop(params, jnp.asarray(window), jnp.int32(count), keys,
+    # The start frame stays first when the window slides: the model always saw it there.
+    out = self._loop(params, jnp.asarray(window), jnp.int32(count), pad_keys(keys, size),
                      jnp.asarray(per_row("steps", np.int32, 0)), jnp.asarray(per_row("temperature", np.float32, 1.0)),
-                     forced, steps=steps, use_cache=self.use_cache, keep=max(1, self.window // 2))
-    if not out.is_fully_addressable:
-      from jax.experimental import multihost_utils
-      out = multihost_utils.process_allgather(out, tiled=True)
-    out = np.asarray(out)
+                     forced, steps=steps, use_cache=self.use_cache, keep=max(2, self.window // 2), pin=1)
+    out = gather_rows(out)
     return [self._piece(r, out[j, :r["steps"]]) for j, r in enumerate(prepared)]
 
   def _piece(self, row, frames) -> Piece:
@@ -245,6 +249,5 @@ class PianoRoll(SingleLossMethod):
   def sample(self, params, model_state, rng, num, **options):
     """`num` Pieces; piece i is drawn with key fold_in(rng, i). Options: see OPTIONS."""
     options = self.check_options(options)
-    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(num))
-    return self.sample_rows(params, model_state, keys, [options] * num, num)
+    return self.sample_rows(params, model_state, row_keys(rng, num), [options] * num, num)
 

@@ -4,7 +4,7 @@
       --keys FILE | --no-keys            # keys: required, except explicitly on a loopback host
       [--blocklist FILE] [--rpm 60] [--units-per-minute 20000] [--max-concurrency 64]
       [--max-batch 32] [--max-wait-ms 20] [--max-n 16] [--max-tokens 1024] [--max-prompt-chars 4000]
-      [--max-steps 1000] [--max-body-bytes 65536] [--request-log FILE] [--cors-origin URL ...]
+      [--max-steps 1000] [--max-frames 1024] [--max-audio-seconds 300] [--max-body-bytes 65536] [--request-log FILE] [--cors-origin URL ...]
       [--ssl-certfile F --ssl-keyfile F] [--drain-seconds 30]
   python -m artjax.serve keys add NAME --keys FILE     # prints the new key once, as the last line
   python -m artjax.serve keys list --keys FILE
@@ -68,7 +68,10 @@ def build_parser():
   p.add_argument("--max-n", type=int, default=16)
   p.add_argument("--max-tokens", type=int, default=1024)
   p.add_argument("--max-prompt-chars", type=int, default=4000)
-  p.add_argument("--max-steps", type=int, default=1000, help="Largest sampler `steps` (diffusion).")
+  p.add_argument("--max-steps", type=int, default=1000, help="Largest sampler `steps` (diffusion) and "
+                 "`gibbs_steps` (Coconet).")
+  p.add_argument("--max-frames", type=int, default=1024, help="Most music steps per sample.")
+  p.add_argument("--max-audio-seconds", type=float, default=300.0, help="Longest music sample, in seconds.")
   p.add_argument("--max-body-bytes", type=int, default=64 * 1024)
   p.add_argument("--warmup-sizes", default="", help="Batch sizes compiled before /readyz says ready, e.g. 1,8 "
                  "(default: every power of two up to --max-batch, the sizes coalesced batches take).")
@@ -110,6 +113,7 @@ def serve(argv) -> int:
   settings = Settings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_concurrency=args.max_concurrency,
                       max_body_bytes=args.max_body_bytes, max_n=args.max_n, max_tokens=args.max_tokens,
                       max_prompt_chars=args.max_prompt_chars, max_steps=args.max_steps,
+                      max_frames=args.max_frames, max_audio_seconds=args.max_audio_seconds,
                       warmup_sizes=tuple(int(x) for x in args.warmup_sizes.split(",") if x) or None,
                       cors_origins=tuple(args.cors_origin))
   request_log = None

@@ -51,6 +51,7 @@ class Settings:
   max_prompt_chars: int = 4000
   max_steps: int = 1000             # sampler steps (diffusion), Gibbs iterations (Coconet)
   max_frames: int = 1024            # music steps per sample
+  max_audio_seconds: float = 300.0  # music: length of each sample (WAVs are ~2.6 MB per minute)
   default_max_tokens: int = 16      # as OpenAI's completions
   warmup_sizes: tuple | None = None  # batch sizes compiled before ready (None: powers of two to max_batch)
   cors_origins: tuple = ()
@@ -275,6 +276,7 @@ class Server:
     self.limit(eff.get("steps"), self.settings.max_steps, "steps")
     self.limit(eff.get("gibbs_steps"), self.settings.max_steps, "gibbs_steps")
     self.limit(eff.get("frames"), self.settings.max_frames, "frames")
+    self.limit(eff.get("seconds"), self.settings.max_audio_seconds, "seconds")
     return opts, eff
 
   async def run(self, name: str, request):
@@ -657,7 +659,7 @@ def create_app(server: Server) -> FastAPI:
       enc = encoders.encoder(sampler.output_kind)
       formats = req.get("response_formats") or [enc.item_format]
       bad = [f for f in formats if f not in enc.formats]
-      if bad or len(formats) > len(enc.formats):
+      if bad or len(set(formats)) != len(formats):
         raise ApiError(400, f"response_formats: {sampler.output_kind} samples come as "
                        f"{', '.join(enc.formats)}; got {', '.join(map(str, bad or formats))}",
                        param="response_formats", code="invalid_value")
@@ -677,16 +679,18 @@ def create_app(server: Server) -> FastAPI:
       data = []
       for i in range(len(samples)):
         item = encoded[0][i]
-        text = item.data.decode("utf-8") if item.media_type.startswith("text/") else None
         entry = {"index": i, "media_type": item.media_type,
                  "finish_reason": getattr(samples.items[i], "finish_reason", None)}
-        if text is not None and server.filtered_output(text):
+        # The generated text itself is checked, whatever format carries it (a .json holds it too).
+        if isinstance(samples.items[i], str) and server.filtered_output(str(samples.items[i])):
           entry.update(text="", finish_reason="content_filter")
-        elif text is not None:
-          entry["text"] = text
+          data.append(entry)
+          continue
+        if item.media_type.startswith("text/"):
+          entry["text"] = item.data.decode("utf-8")
         else:
           entry["b64"] = base64.b64encode(item.data).decode("ascii")
-        if len(formats) > 1 and text is None:
+        if len(formats) > 1:
           entry["files"] = {f: {"media_type": e[i].media_type, "b64": base64.b64encode(e[i].data).decode("ascii")}
                             for f, e in zip(formats, encoded)}
         data.append(entry)
