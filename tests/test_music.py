@@ -356,6 +356,44 @@ def test_melody_notes_off_the_piano_are_refused(coconet):
     assert e.value.param == "harmonize" and str(pitch) in str(e.value)
 
 
+def test_batched_rows_of_different_lengths_keep_the_whole_melody(roll):
+  """Requests harmonizing one melody with different lengths share a compiled call; each keeps the
+  melody on top for its own length (the melody's forced keys are not cut to the first row's)."""
+  from artjax.inference import Request
+
+  melody = [72, 74, 76, 77, 79, 77, 76, 74] * 4
+  data = midi_bytes(melody, SPQ)
+  short, long = roll.run([Request(1, 0, roll.check({"harmonize": data, "frames": 6})),
+                          Request(1, 1, roll.check({"harmonize": data, "frames": 30}))])
+  assert roll.batch_key(roll.check({"harmonize": data, "frames": 6})) == \
+      roll.batch_key(roll.check({"harmonize": data, "frames": 30}))
+  assert len(short.items[0].notes) == 6 and len(long.items[0].notes) == 30
+  assert_melody_on_top(long.items[0].notes, melody[:30])
+
+
+def test_a_tiny_midi_file_with_a_huge_note_is_refused_before_allocating(roll, coconet):
+  """A note lasting millions of steps in a few hundred bytes: an OptionError, not a MemoryError."""
+  pm = pretty_midi.PrettyMIDI(resolution=1, initial_tempo=120.0)
+  inst = pretty_midi.Instrument(0)
+  inst.notes = [pretty_midi.Note(80, 72, 0.0, 4.0e6)]
+  pm.instruments.append(inst)
+  buf = io.BytesIO()
+  pm.write(buf)
+  assert len(buf.getvalue()) < 1000
+  for sampler, option in ((roll, "prime"), (roll, "harmonize"), (coconet, "harmonize")):
+    with pytest.raises(OptionError) as e:
+      sampler.resolve(sampler.check({option: buf.getvalue()}))
+    assert e.value.param == option and "at most" in str(e.value)
+
+
+def test_coconet_lengths_and_iterations_share_compiled_programs(coconet):
+  """Grids pad to a power-of-two length and Gibbs iterations are per row: one program for all these."""
+  before = coconet.traces
+  for frames, gibbs in ((9, 3), (12, 4), (16, 5)):
+    coconet.sample(2, 0, frames=frames, gibbs_steps=gibbs)
+  assert coconet.traces - before <= 1
+
+
 # --- 7. the server ----------------------------------------------------------------------------------
 
 def _free_port() -> int:
@@ -458,6 +496,7 @@ def test_server_bad_music_options_are_400s_naming_the_param(server):
            ({"prime": base64.b64encode(b"MThd broken").decode()}, "prime"),
            ({"frames": 4, "bars": 1}, "bars"),
            ({"frames": 100000}, "frames"),
+           ({"frames": 1024, "bpm": 20}, "seconds"),  # 1024 eighths at 20 bpm: 1536 s > the server's 300
            ({"temperature": "hot"}, "temperature")]
   for options, param in cases:
     r = _post(server, {"model": "m", "options": options})
@@ -465,8 +504,9 @@ def test_server_bad_music_options_are_400s_naming_the_param(server):
     err = r.json()["error"]
     assert set(err) == {"message", "type", "param", "code"} and err["param"] == param, (options, err)
     assert err["type"] == "invalid_request_error"
-  r = _post(server, {"model": "m", "response_formats": ["mid", "gif"]})
-  assert r.status_code == 400 and r.json()["error"]["param"] == "response_formats"
+  for formats in (["mid", "gif"], ["wav", "wav"]):
+    r = _post(server, {"model": "m", "response_formats": formats})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "response_formats", formats
   r = _post(server, {"model": "nope"})
   assert r.status_code == 404 and r.json()["error"]["param"] == "model"
 

@@ -357,6 +357,15 @@ def test_content_filter_both_ways(served_runs):
     flagged = [c for c in choices if c["finish_reason"] == "content_filter"]
     assert flagged and all(c["text"] == "" for c in flagged)
     assert all("a" not in c["text"] for c in choices)
+    # /v1/samples filters the generated text whatever format carries it (JSON too), and withholds them all.
+    body = {"model": "txt", "n": 8, "seed": 0, "options": {"prompt": "ROMEO:", "max_tokens": 40},
+            "response_formats": ["json", "text"]}
+    data = client.post("/v1/samples", json=body).json()["data"]
+    flagged = [d for d in data if d["finish_reason"] == "content_filter"]
+    assert flagged and all(d["text"] == "" and "b64" not in d and "files" not in d for d in flagged)
+    for d in data:
+      for f in d.get("files", {}).values():
+        assert "a" not in base64.b64decode(f["b64"]).decode("utf-8").split('"samples"')[1]
 
 
 def test_serve_cli_refuses_unsafe_setups(served_runs, tmp_path):
