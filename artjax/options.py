@@ -38,6 +38,9 @@ class Option:
   exclusive_minimum), and lengths of str (characters) and bytes (bytes); choices restrict str values (aliases are the method's own
   business: it may accept more spellings than `choices` shows, so `choices` is only checked if
   `strict`). `default` is what the method uses when the option is not given (None: "the config's").
+  For a server: `limit` names the setting (artjax.serve Settings field, e.g. 'max_steps') that bounds
+  the option's effective value, and `cost` marks the option whose effective value counts against a
+  key's units per minute (tokens, frames): a new family declares these, the server is not edited.
   """
 
   name: str
@@ -51,6 +54,8 @@ class Option:
   strict: bool = True
   max_items: int | None = None
   max_length: int | None = None
+  limit: str | None = None
+  cost: bool = False
 
   def __post_init__(self):
     if self.kind not in KINDS:

@@ -64,7 +64,7 @@ class AutoRegressive(SingleLossMethod):
   OPTIONS = (
       opts.Option("prompt", "str", "Text the samples continue (default: none, or a newline).", default=""),
       opts.Option("max_tokens", "int", "Tokens to generate per sample (default: method.sample_tokens, 256).",
-                  minimum=1),
+                  minimum=1, limit="max_tokens", cost=True),
       opts.Option("temperature", "float", "Softmax temperature; 0 is greedy (default: method.temperature, 1).",
                   minimum=0.0),
       opts.Option("top_k", "int", "Sample among the k most likely tokens (0: all).", default=0, minimum=0),

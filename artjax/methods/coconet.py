@@ -60,7 +60,7 @@ class Coconet(SingleLossMethod):
   traceable_sample = False
   OPTIONS = MUSIC_OPTIONS + (
       opts.Option("gibbs_steps", "int", "Blocked Gibbs iterations (default: method.gibbs_steps).",
-                  minimum=1, maximum=4096),
+                  minimum=1, maximum=4096, limit="max_steps"),
   )
   sample_options = tuple(o.name for o in OPTIONS)
 

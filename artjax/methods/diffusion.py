@@ -54,7 +54,7 @@ class Diffusion(SingleLossMethod):
       opts.Option("sampler", "str", "Sampler: ddpm (ancestral) or ddim; default: method.sampler.",
                   choices=("ddpm", "ddim")),
       opts.Option("steps", "int", "Sampler steps (at most the training timesteps); default: all T for ddpm, "
-                  "method.sample_steps for ddim.", minimum=1),
+                  "method.sample_steps for ddim.", minimum=1, limit="max_steps"),
       opts.Option("eta", "float", "DDIM eta: 0 deterministic, 1 DDPM-like noise; default: method.eta.",
                   minimum=0.0, maximum=1.0),
       opts.LABEL,

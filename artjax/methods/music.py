@@ -40,7 +40,7 @@ MUSIC_OPTIONS = (
     opts.Option("temperature", "float", "Sampling temperature; 0 takes the most likely outcome (default: "
                 "method.temperature, 1).", minimum=0.0),
     opts.Option("frames", "int", "Steps to generate (default: method.sample_frames; with harmonize: the "
-                "melody's length).", minimum=1, maximum=4096),
+                "melody's length).", minimum=1, maximum=4096, limit="max_frames", cost=True),
     opts.Option("bars", "int", "Bars (4 quarter notes) to generate, instead of frames.", minimum=1, maximum=256),
     opts.Option("prime", "bytes", "A MIDI file to continue (the output starts where it ends; a server may take less than max_length).",
                 max_length=1 << 20),

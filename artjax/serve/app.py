@@ -272,12 +272,17 @@ class Server:
       raise ApiError(400, str(e), param=e.param, code="invalid_value") from None
     except ArtjaxError as e:
       raise ApiError(400, str(e), code="invalid_value") from None
-    self.limit(eff.get("max_tokens"), self.settings.max_tokens, "max_tokens")
-    self.limit(eff.get("steps"), self.settings.max_steps, "steps")
-    self.limit(eff.get("gibbs_steps"), self.settings.max_steps, "gibbs_steps")
-    self.limit(eff.get("frames"), self.settings.max_frames, "frames")
-    self.limit(eff.get("seconds"), self.settings.max_audio_seconds, "seconds")
+    for o in sampler.options():  # each family declares which setting bounds which option
+      if o.limit:
+        self.limit(eff.get(o.name), getattr(self.settings, o.limit), o.name)
+    self.limit(eff.get("seconds"), self.settings.max_audio_seconds, "seconds")  # audio of any family
     return opts, eff
+
+  @staticmethod
+  def units(sampler, n: int, eff: dict) -> int:
+    """What a request costs a key: n samples times the effective value of the family's `cost` option."""
+    cost = [o.name for o in sampler.options() if o.cost]
+    return n * int((eff.get(cost[0]) if cost else None) or 1)
 
   async def run(self, name: str, request):
     """Submits a sampling request to the model's queue; input errors found while sampling are 400s."""
@@ -573,7 +578,7 @@ def create_app(server: Server) -> FastAPI:
     for p in prompts:
       opts, eff = server.checked(sampler, {**options, **({"prompt": p} if "prompt" in names else {})})
       checked.append(opts)
-      units += n * int(eff.get("max_tokens") or 1)
+      units += server.units(sampler, n, eff)
     request.state.units = units
     server.rate_limit(key_id, units, "max_tokens")
     # One seed for the whole request: choice i * n + j is drawn from fold_in(key(seed), i * n + j).
@@ -671,7 +676,7 @@ def create_app(server: Server) -> FastAPI:
       options, eff = server.checked(sampler, options)
       seed = req.get("seed")
       seed = secrets.randbits(31) if seed is None else seed
-      request.state.units = n * int(eff.get("max_tokens") or eff.get("frames") or 1)
+      request.state.units = server.units(sampler, n, eff)
       server.rate_limit(request.state.key_id, request.state.units, "n")
       samples = await server.run(name, SampleRequest(n, seed, options))
       samples.provenance.pop("workdir", None)
@@ -740,14 +745,12 @@ def _class_of(prompt: str, classes: list[str]) -> int:
 
 def _model_card(name, sampler, settings) -> dict:
   limits = {"max_n": settings.max_n, "max_prompt_chars": settings.max_prompt_chars}
-  names = {o.name for o in sampler.options()}
-  if "max_tokens" in names:
-    limits["max_tokens"] = settings.max_tokens
-  if "steps" in names or "gibbs_steps" in names:
-    limits["max_steps"] = settings.max_steps
-  if "frames" in names:
-    limits["max_frames"] = settings.max_frames
+  for o in sampler.options():
+    if o.limit:
+      limits[o.limit] = getattr(settings, o.limit)
   enc = encoders.encoder(sampler.output_kind)
+  if any(t.startswith("audio/") for t in enc.formats.values()):
+    limits["max_audio_seconds"] = settings.max_audio_seconds
   return {"id": name, "object": "model", "created": int(_created(sampler)), "owned_by": "artjax",
           "artjax": {**sampler.describe(), "limits": limits, "formats": dict(enc.formats),
                      "endpoint": endpoint_of(sampler.output_kind)}}
