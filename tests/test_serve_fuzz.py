@@ -24,11 +24,11 @@ from starlette.testclient import TestClient
 
 # (method, path) of every operation in the app's OpenAPI document (checked against the document below).
 OPERATIONS = [("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"), ("POST", "/v1/completions"),
-              ("POST", "/v1/images/generations"), ("POST", "/v1/samples")]
+              ("POST", "/v1/images/generations"), ("POST", "/v1/samples"), ("POST", "/v1/audio/music")]
 # Cases per operation; ARTJAX_FUZZ_SCALE=10 runs ten times as many, with fresh random draws each run.
 SCALE = int(os.environ.get("ARTJAX_FUZZ_SCALE", "1"))
 EXAMPLES = {GenerationMode.POSITIVE: 25 * SCALE, GenerationMode.NEGATIVE: 15 * SCALE}
-SERVED = ("txt", "poem", "img")
+SERVED = ("txt", "poem", "img", "mus")
 
 
 def _steered(operation, mode):
@@ -65,9 +65,11 @@ def live(served_runs, tmp_path_factory):
     def loader():
       return {"txt": Sampler.from_workdir(runs["text"], name="txt", max_batch=8),
               "poem": Sampler.from_workdir(runs["poetry"], name="poem", max_batch=8),
-              "img": Sampler.from_workdir(runs["image"], name="img", max_batch=8)}
+              "img": Sampler.from_workdir(runs["image"], name="img", max_batch=8),
+              "mus": Sampler.from_workdir(runs["music"], name="mus", max_batch=8)}
 
-    server = Server(loader, Settings(max_batch=8, max_n=4, max_tokens=64, max_steps=10, warmup_sizes=(1,)), keystore=store,
+    server = Server(loader, Settings(max_batch=8, max_n=4, max_tokens=64, max_steps=10, max_frames=64,
+                                     warmup_sizes=(1,)), keystore=store,
                     content_filter=default_filter(), rate_limiter=RateLimiter(None, None))
     app = create_app(server)
     with TestClient(app, raise_server_exceptions=False) as client:
