@@ -23,6 +23,7 @@ import numpy as np
 import artjax
 from artjax import checkpoint, methods
 from artjax.errors import ArtjaxError
+from artjax.methods.decoding import bucket
 from artjax.options import OptionError, check_seed
 
 
@@ -60,10 +61,6 @@ class Request:
   offset: int = 0
 
 
-def next_pow2(n: int) -> int:
-  return 1 << max(0, int(n) - 1).bit_length()
-
-
 def _jsonable(value):
   if isinstance(value, bytes):  # a file given as an option (a MIDI primer): recorded by digest, not content
     return {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value)}
@@ -89,7 +86,7 @@ def _row_keys(seeds: list, indices: list):
   a vmap trace and three dispatches per request, which cost milliseconds per row on a CPU.
   """
   n = len(seeds)
-  padded = next_pow2(n)
+  padded = bucket(n, 1)
   s, i = np.zeros(padded, np.int64), np.zeros(padded, np.int64)
   s[:n], i[:n] = seeds, indices
   keys = _fold_in_rows(s, i)
@@ -196,7 +193,7 @@ class Sampler:
     for group in groups.values():
       for s in range(0, len(group), batch):
         chunk = group[s:s + batch]
-        size = min(next_pow2(len(chunk)), batch)
+        size = min(bucket(len(chunk), 1), batch)
         keys = _row_keys([requests[r].seed for r, _, _ in chunk], [requests[r].offset + i for r, i, _ in chunk])
         out = self.method.sample_rows(self.params, self.model_state, keys, [c[2] for c in chunk], size)
         for (r, i, _), item in zip(chunk, out):
