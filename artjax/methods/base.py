@@ -64,6 +64,8 @@ class Method:
   # False when `sample` does Python work around its own compiled loop (text: tokenizing, stop strings):
   # callers then call it directly instead of wrapping it in jax.jit.
   traceable_sample = True
+  # True when `update` honours config.grad_accum_steps (micro-batches summed inside the compiled step).
+  supports_grad_accum = False
 
   def __init__(self, config):
     self.config = config
@@ -167,7 +169,17 @@ class Method:
 
 
 class SingleLossMethod(Method):
-  """One network, one optimizer, one scalar loss: implement `loss` (and `init`, `sample`)."""
+  """One network, one optimizer, one scalar loss: implement `loss` (and `init`, `sample`).
+
+  With `config.grad_accum_steps = k > 1` the batch is cut into k micro-batches (rows i, i+k, i+2k, ...,
+  so each stays spread over every data shard) whose gradients are averaged inside the compiled step by a
+  `lax.scan`: only one micro-batch's activations live at a time. For a loss that is a mean over equally
+  weighted examples this is the big batch's gradient (up to float rounding); the metrics are the means
+  over micro-batches; micro-batch i draws its randomness from fold_in(rng, i); non-trained collections
+  (BatchNorm statistics) are updated micro-batch after micro-batch.
+  """
+
+  supports_grad_accum = True
 
   def __init__(self, config):
     super().__init__(config)
@@ -182,8 +194,23 @@ class SingleLossMethod(Method):
     return self.tx.init(params)
 
   def update(self, params, model_state, opt_state, batch, rng):
-    (loss, (model_state, metrics)), grads = jax.value_and_grad(self.loss, has_aux=True)(
-        params, model_state, batch, rng)
+    grad_fn = jax.value_and_grad(self.loss, has_aux=True)
+    k = int(self.config.get("grad_accum_steps", 1))
+    if k == 1:
+      (loss, (model_state, metrics)), grads = grad_fn(params, model_state, batch, rng)
+    else:
+      micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1), batch)
+
+      def one(carry, xs):
+        grads, model_state = carry
+        mb, i = xs
+        (loss, (model_state, metrics)), g = grad_fn(params, model_state, mb, jax.random.fold_in(rng, i))
+        return (jax.tree.map(jnp.add, grads, g), model_state), (loss, metrics)
+
+      zeros = jax.tree.map(jnp.zeros_like, params)
+      (grads, model_state), (losses, metrics) = jax.lax.scan(one, (zeros, model_state), (micro, jnp.arange(k)))
+      grads = jax.tree.map(lambda g: g / k, grads)
+      loss, metrics = losses.mean(), jax.tree.map(lambda m: m.mean(0), metrics)
     updates, opt_state = self.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, model_state, opt_state, {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **metrics}

@@ -12,6 +12,30 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# Logical axis names of weights (artjax.train.sharding maps them onto mesh axes with the config's rules):
+# embed (model width), mlp (hidden units), heads, kv (per-head size), vocab, conv_in / conv_out (channels).
+
+
+def named(init, *names):
+  """`init` whose parameter carries logical axis names (Flax logical partitioning), one per dimension."""
+  return nn.with_logical_partitioning(init, names)
+
+
+def conv(features, kernel_size, *, dtype=jnp.float32, kernel_init=nn.initializers.lecun_normal(),
+         transpose=False, **kwargs):
+  """nn.Conv (or nn.ConvTranspose) with kernel (kh, kw, conv_in, conv_out) and bias (conv_out) named."""
+  cls = nn.ConvTranspose if transpose else nn.Conv
+  return cls(features, kernel_size, dtype=dtype,
+             kernel_init=named(kernel_init, *(None,) * len(kernel_size), "conv_in", "conv_out"),
+             bias_init=named(nn.initializers.zeros_init(), "conv_out"), **kwargs)
+
+
+def dense(features, names=("embed", "mlp"), *, dtype=jnp.float32, kernel_init=nn.initializers.lecun_normal(),
+          **kwargs):
+  """nn.Dense with kernel (in, out) named `names` and bias named `names[1]`."""
+  return nn.Dense(features, dtype=dtype, kernel_init=named(kernel_init, *names),
+                  bias_init=named(nn.initializers.zeros_init(), names[1]), **kwargs)
+
 
 def num_doublings(image_size: int) -> tuple[int, int]:
   """(n, base_res): image_size = base_res * 2**n with 4 <= base_res, e.g. 28 -> (2, 7), 32 -> (3, 4)."""
@@ -39,13 +63,15 @@ class Upsample(nn.Module):
   features: int
   mode: str = "resize"
   use_bias: bool = False
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x):
     if self.mode == "transpose":
-      return nn.ConvTranspose(self.features, (4, 4), (2, 2), padding="SAME", use_bias=self.use_bias)(x)
+      return conv(self.features, (4, 4), strides=(2, 2), padding="SAME", use_bias=self.use_bias, dtype=self.dtype,
+                  transpose=True)(x)
     if self.mode == "resize":
-      return nn.Conv(self.features, (3, 3), padding="SAME", use_bias=self.use_bias)(upsample_nearest(x))
+      return conv(self.features, (3, 3), padding="SAME", use_bias=self.use_bias, dtype=self.dtype)(upsample_nearest(x))
     raise ValueError(f"unknown upsample mode {self.mode!r}: use 'resize' or 'transpose'")
 
 
@@ -72,9 +98,10 @@ def label_embedding(label, num_classes: int, features: int, batch: int, **embed_
   return nn.Embed(num_classes, features, **embed_kwargs)(jnp.broadcast_to(label, (batch,)))
 
 
-def group_norm(channels: int, groups: int):
+def group_norm(channels: int, groups: int, dtype=jnp.float32):
   # gcd keeps tiny test models valid (e.g. 8 channels) while real ones get the usual 32 groups.
-  return nn.GroupNorm(num_groups=math.gcd(groups, channels))
+  # Flax computes the statistics in float32 whatever `dtype` is.
+  return nn.GroupNorm(num_groups=math.gcd(groups, channels), dtype=dtype)
 
 
 class ResBlock(nn.Module):
@@ -83,17 +110,19 @@ class ResBlock(nn.Module):
   features: int
   groups: int = 32
   dropout: float = 0.0
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, emb, train: bool):
-    h = nn.Conv(self.features, (3, 3))(nn.swish(group_norm(x.shape[-1], self.groups)(x)))
-    h = h + nn.Dense(self.features)(nn.swish(emb))[:, None, None, :]
-    h = nn.swish(group_norm(self.features, self.groups)(h))
+    d = self.dtype
+    h = conv(self.features, (3, 3), dtype=d)(nn.swish(group_norm(x.shape[-1], self.groups, d)(x)))
+    h = h + dense(self.features, ("embed", "conv_out"), dtype=d)(nn.swish(emb))[:, None, None, :]
+    h = nn.swish(group_norm(self.features, self.groups, d)(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     # Zero-initialised last conv: every block starts as the identity, which stabilises early training.
-    h = nn.Conv(self.features, (3, 3), kernel_init=nn.initializers.zeros)(h)
+    h = conv(self.features, (3, 3), dtype=d, kernel_init=nn.initializers.zeros)(h)
     if x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (1, 1))(x)
+      x = conv(self.features, (1, 1), dtype=d)(x)
     return x + h
 
 
@@ -101,16 +130,25 @@ class AttentionBlock(nn.Module):
   """(B, H, W, C) -> (B, H, W, C): residual multi-head self-attention over the H*W positions."""
   num_heads: int = 1
   groups: int = 32
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     b, hh, ww, c = x.shape
     if c % self.num_heads:
       raise ValueError(f"{c} channels cannot be split into {self.num_heads} attention heads")
-    h = group_norm(c, self.groups)(x).reshape(b, hh * ww, c)
-    qkv = nn.DenseGeneral((3, self.num_heads, c // self.num_heads))(h)
+    zeros = nn.initializers.zeros_init()
+    h = group_norm(c, self.groups, self.dtype)(x).reshape(b, hh * ww, c)
+    heads, d = self.num_heads, c // self.num_heads
+    # Einsum rather than DenseGeneral (same parameters), whose flattened kernel initialisation does not fit
+    # logical names; fan-in over axis 0 only, as DenseGeneral's flattened (c, 3*heads*d) kernel had.
+    qkv = nn.Einsum((c, 3, heads, d), "blc,cshd->blshd", dtype=self.dtype, name="DenseGeneral_0",
+                    kernel_init=named(nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2, 3)),
+                                     "conv_in", None, "heads", "kv"),
+                    bias_init=named(zeros, None, "heads", "kv"))(h)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     h = jax.nn.dot_product_attention(q, k, v)  # (B, L, heads, head_dim); fused kernels on GPU.
     # Zero-initialised output projection: the block starts as the identity, like ResBlock.
-    h = nn.DenseGeneral(c, axis=(-2, -1), kernel_init=nn.initializers.zeros)(h)
+    h = nn.Einsum((heads, d, c), "blhd,hdc->blc", dtype=self.dtype, name="DenseGeneral_1",
+                  kernel_init=named(zeros, "heads", "kv", "conv_out"), bias_init=named(zeros, "conv_out"))(h)
     return x + h.reshape(b, hh, ww, c)

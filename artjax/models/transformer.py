@@ -11,6 +11,13 @@ real vectors (B, T, input_size), e.g. piano-roll frames, read through a Dense la
 Attention is `jax.nn.dot_product_attention`; the
 full causal pass asks it for the fused cuDNN (flash) kernel on GPUs in 16-bit compute (model.attention
 'auto'), since JAX's own default is still its XLA implementation.
+
+For large models: weights carry logical axis names (vocab, embed, heads, kv, mlp) that the config's
+sharding rules map onto mesh axes (Megatron-style tensor parallelism: q/k/v and the MLP's first layer
+split by output, the projections by input); `remat` recomputes activations in the backward pass
+('none', 'dots': keep only weight matmul outputs, 'full': keep only block inputs); `scan_layers`
+runs the blocks as one `nn.scan` (one compiled block instead of `num_layers`: faster compiles; the
+parameters are stacked under `blocks` with a leading `layers` axis, so it is a different tree).
 """
 
 import math
@@ -21,6 +28,13 @@ import jax.numpy as jnp
 
 from artjax.errors import ArtjaxError
 from artjax.models import MODELS
+from artjax.models.layers import named
+
+REMAT_POLICIES = {  # model.remat -> what the backward pass may keep (None: everything, no remat)
+    "none": None,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "full": jax.checkpoint_policies.nothing_saveable,
+}
 
 
 def rotary(x, positions, base: float = 10000.0):
@@ -56,9 +70,13 @@ class CausalSelfAttention(nn.Module):
   def __call__(self, x, positions, cache=None, train=False):
     b, t, c = x.shape
     h = self.num_heads
-    dense = lambda n, std, name: nn.Dense(n, use_bias=self.use_bias, dtype=self.dtype, name=name,
-                                          kernel_init=nn.initializers.normal(std))
-    q, k, v = jnp.split(dense(3 * c, 0.02, "qkv")(x).reshape(b, t, 3 * h, c // h), 3, axis=2)
+    zeros = nn.initializers.zeros_init()
+    # (C, 3, heads, head_dim): q, k and v of one head sit on the same tensor-parallel shard.
+    # nn.Einsum, not DenseGeneral: DenseGeneral initialises a flattened kernel, which its names do not fit.
+    qkv = nn.Einsum((c, 3, h, c // h), "btc,cshd->btshd", use_bias=self.use_bias, dtype=self.dtype, name="qkv",
+                    kernel_init=named(nn.initializers.normal(0.02), "embed", None, "heads", "kv"),
+                    bias_init=named(zeros, None, "heads", "kv"))(x)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if self.rotary:
       q, k = rotary(q, positions), rotary(k, positions)
     if cache is None:
@@ -71,7 +89,9 @@ class CausalSelfAttention(nn.Module):
       mask = jnp.arange(ck.shape[1])[None, :] <= positions[:, None]  # (T, S): causal over absolute positions
       y = jax.nn.dot_product_attention(q, ck.astype(q.dtype), cv.astype(q.dtype), mask=mask[None, None])
       cache = (ck, cv)
-    y = dense(c, self.proj_init_std, "proj")(y.reshape(b, t, c))
+    y = nn.Einsum((h, c // h, c), "bthd,hdc->btc", use_bias=self.use_bias, dtype=self.dtype, name="proj",
+                  kernel_init=named(nn.initializers.normal(self.proj_init_std), "heads", "kv", "embed"),
+                  bias_init=named(zeros, "embed"))(y)
     return nn.Dropout(self.dropout)(y, deterministic=not train), cache
 
 
@@ -92,11 +112,13 @@ class Block(nn.Module):
                                    self.dtype, self.attention, name="attn")(ln("ln1")(x), positions, cache, train)
     x = x + y
     c = x.shape[-1]
-    y = nn.Dense(self.mlp_ratio * c, use_bias=self.use_bias, dtype=self.dtype, name="fc",
-                 kernel_init=nn.initializers.normal(0.02))(ln("ln2")(x))
-    y = nn.Dense(c, use_bias=self.use_bias, dtype=self.dtype, name="fc_proj",
-                 kernel_init=nn.initializers.normal(self.proj_init_std))(nn.gelu(y))
-    return x + nn.Dropout(self.dropout)(y, deterministic=not train), cache
+    dense = lambda n, std, names, name: nn.Dense(  # noqa: E731
+        n, use_bias=self.use_bias, dtype=self.dtype, name=name, kernel_init=named(nn.initializers.normal(std), *names),
+        bias_init=named(nn.initializers.zeros_init(), names[1]))
+    y = dense(self.mlp_ratio * c, 0.02, ("embed", "mlp"), "fc")(ln("ln2")(x))
+    y = dense(c, self.proj_init_std, ("mlp", "embed"), "fc_proj")(nn.gelu(y))
+    x = x + nn.Dropout(self.dropout)(y, deterministic=not train)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed")), cache
 
 
 class Transformer(nn.Module):
@@ -115,6 +137,8 @@ class Transformer(nn.Module):
   dtype: str = "float32"  # compute dtype ('bfloat16' on GPUs/TPUs); params and logits stay float32
   attention: str = "auto"  # 'auto' (cuDNN flash attention on GPUs in 16-bit, else XLA) | 'xla' | 'cudnn'
   input_size: int = 0  # 0: token ids; > 0: vectors of this size (piano-roll frames)
+  remat: str = "none"  # 'none' | 'dots' | 'full' (see the module docstring)
+  scan_layers: bool = False
 
   def setup(self):
     if self.positions not in ("learned", "rotary"):
@@ -122,23 +146,33 @@ class Transformer(nn.Module):
     if self.emb_dim % self.num_heads or (self.positions == "rotary" and (self.emb_dim // self.num_heads) % 2):
       raise ArtjaxError(f"model.emb_dim {self.emb_dim} must split into {self.num_heads} heads "
                         f"(of even size for rotary positions)")
+    if self.remat not in REMAT_POLICIES:
+      raise ArtjaxError(f"model.remat must be one of {', '.join(REMAT_POLICIES)}, not {self.remat!r}")
     init = nn.initializers.normal(0.02)
     if self.input_size:
       if self.tie_weights:
         raise ArtjaxError("model.tie_weights needs token inputs (model.input_size = 0)")
-      self.wte = nn.Dense(self.emb_dim, kernel_init=init)
+      self.wte = nn.Dense(self.emb_dim, kernel_init=named(init, None, "embed"),
+                          bias_init=named(nn.initializers.zeros_init(), "embed"))
     else:
-      self.wte = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=init)
+      self.wte = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=named(init, "vocab", "embed"))
     if self.positions == "learned":
-      self.wpe = nn.Embed(self.max_len, self.emb_dim, embedding_init=init)
+      self.wpe = nn.Embed(self.max_len, self.emb_dim, embedding_init=named(init, None, "embed"))
     # GPT-2: residual projections scaled by 1/sqrt(2 * layers) so the residual stream keeps its scale.
     proj_std = 0.02 / math.sqrt(2 * self.num_layers)
-    self.blocks = [Block(self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rotary", self.use_bias,
-                         proj_std, jnp.dtype(self.dtype), self.attention, name=f"block{i}")
-                   for i in range(self.num_layers)]
+    block = Block
+    if REMAT_POLICIES[self.remat] is not None:  # `train` (argument 4, counting self) is a Python bool
+      block = nn.remat(Block, policy=REMAT_POLICIES[self.remat], prevent_cse=not self.scan_layers,
+                       static_argnums=(4,))
+    args = (self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rotary", self.use_bias, proj_std,
+            jnp.dtype(self.dtype), self.attention)
+    if self.scan_layers:
+      self.blocks = block(*args, name="blocks")
+    else:
+      self.blocks = [block(*args, name=f"block{i}") for i in range(self.num_layers)]
     self.ln_f = nn.LayerNorm(use_bias=self.use_bias, dtype=jnp.dtype(self.dtype))
     if not self.tie_weights:
-      self.head = nn.Dense(self.vocab_size, use_bias=False, kernel_init=init)
+      self.head = nn.Dense(self.vocab_size, use_bias=False, kernel_init=named(init, "embed", "vocab"))
     self.drop = nn.Dropout(self.dropout)
 
   def _forward(self, tokens, positions, caches, train):
@@ -146,10 +180,19 @@ class Transformer(nn.Module):
     if self.positions == "learned":
       x = x + self.wpe(positions)[None]
     x = self.drop(x.astype(jnp.dtype(self.dtype)), deterministic=not train)
-    new_caches = []
-    for i, block in enumerate(self.blocks):
-      x, cache = block(x, positions, None if caches is None else caches[i], train)
-      new_caches.append(cache)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    if self.scan_layers:
+      def body(block, x, positions, cache):
+        return block(x, positions, cache, train)
+
+      x, new_caches = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                              in_axes=(nn.broadcast, 0), length=self.num_layers,
+                              metadata_params={nn.PARTITION_NAME: "layers"})(self.blocks, x, positions, caches)
+    else:
+      new_caches = []
+      for i, block in enumerate(self.blocks):
+        x, cache = block(x, positions, None if caches is None else caches[i], train)
+        new_caches.append(cache)
     x = self.ln_f(x).astype(jnp.float32)
     logits = self.wte.attend(x) if self.tie_weights else self.head(x)
     return logits, new_caches
@@ -169,6 +212,9 @@ class Transformer(nn.Module):
     """An empty cache for `batch` sequences of up to `length` (default max_len) positions."""
     length = length or self.max_len
     shape = (batch, length, self.num_heads, self.emb_dim // self.num_heads)
+    if self.scan_layers:  # one stacked (k, v) pair with a leading layers axis, as nn.scan carries it
+      shape = (self.num_layers,) + shape
+      return (jnp.zeros(shape, jnp.dtype(self.dtype)), jnp.zeros(shape, jnp.dtype(self.dtype)))
     return [(jnp.zeros(shape, jnp.dtype(self.dtype)), jnp.zeros(shape, jnp.dtype(self.dtype)))
             for _ in range(self.num_layers)]
 

@@ -1,5 +1,6 @@
 """The one training loop every family uses: data -> sharded jit step -> logs, samples, checkpoints."""
 
+import contextlib
 import functools
 import json
 import pathlib
@@ -7,9 +8,11 @@ import signal
 import threading
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.core import meta
 from tqdm.auto import tqdm
 
 from artjax import data, encoders, methods
@@ -18,7 +21,7 @@ from artjax.eval import split as split_eval
 from artjax.train import sharding
 from artjax.inference import Sampler, prefer_ema
 from artjax.train.checkpoint import Checkpointer, config_to_dict
-from artjax.train.state import create, sampling_params, train_step
+from artjax.train.state import create_boxed, sampling_params, train_step
 from artjax.train.writer import MetricWriter
 from artjax.utils.config import with_absolute_data_paths
 
@@ -70,11 +73,18 @@ class Trainer:
     self.workdir = pathlib.Path(workdir)
     self.method = methods.build(config)
     self.mesh = sharding.make_mesh(config.get("mesh"))
-    data_size = self.mesh.shape["data"]
-    if config.batch_size % data_size:
-      raise ArtjaxError(f"batch_size {config.batch_size} is not divisible by the mesh's {data_size} data shards")
+    data_size = sharding.batch_size_divisor(self.mesh)
+    accum = int(config.get("grad_accum_steps", 1))
+    if accum < 1:
+      raise ArtjaxError(f"config.grad_accum_steps must be >= 1, got {accum}")
+    if config.batch_size % (data_size * accum):
+      raise ArtjaxError(f"batch_size {config.batch_size} is not divisible by the mesh's {data_size} batch shards"
+                        + (f" times grad_accum_steps={accum}" if accum > 1 else ""))
+    if accum > 1 and not self.method.supports_grad_accum:
+      raise ArtjaxError(f"the {config.method.name!r} method does not support grad_accum_steps > 1")
     if data_size % jax.process_count():
-      raise ArtjaxError(f"the mesh's data axis ({data_size}) must span all {jax.process_count()} processes")
+      raise ArtjaxError(f"the mesh's batch axes (data x fsdp = {data_size}) must span all "
+                        f"{jax.process_count()} processes")
     source = data.make_source(config.data, config.data.get("split", "train"))
     self.loader = data.Loader(source, data.make_preprocess(config.data, source), config.batch_size, config.seed,
                               shuffle=config.data.get("shuffle", True),
@@ -90,10 +100,11 @@ class Trainer:
     self.batch_sharding = sharding.batch_sharding(self.mesh)
     self.ema_decay = float(config.get("ema_decay", 0.0))
     self.rng_data = jax.random.key_data(jax.random.key(config.seed))
-    abstract_state = jax.eval_shape(self._init, self.rng_data)
+    boxed = jax.eval_shape(self._init_boxed, self.rng_data)  # logical axis names on the leaves
     shard_cfg = config.get("sharding", {})
-    self.state_sharding = sharding.state_shardings(abstract_state, self.mesh, shard_cfg.get("strategy", "replicate"),
-                                                   shard_cfg.get("fsdp_min_size", 2 ** 14))
+    self.state_sharding = sharding.state_shardings(boxed, self.mesh, shard_cfg)
+    self.rules = sharding.rules_from_config(shard_cfg)
+    abstract_state = meta.unbox(boxed)
     self.abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, self.state_sharding)
     self.step_fn = jax.jit(functools.partial(train_step, self.method, self.ema_decay),
@@ -107,8 +118,14 @@ class Trainer:
       self._eval_fn = jax.jit(self.method.eval_sums, out_shardings=sharding.replicated(self.mesh))
 
   def _init(self, rng_data):
+    return meta.unbox(self._init_boxed(rng_data))
+
+  def _init_boxed(self, rng_data):
     batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in self.abstract_batch.items()}
-    return create(self.method, rng_data, batch, self.ema_decay)
+    return create_boxed(self.method, rng_data, batch, self.ema_decay)
+
+  def partitioning(self):
+    return partitioning(self.mesh, self.rules)
 
   def init_state(self):
     """A fresh state, created directly in its sharded layout."""
@@ -120,7 +137,9 @@ class Trainer:
   def compile(self, state):
     """AOT-compiles the train step; returns (compiled, seconds)."""
     t = time.perf_counter()
-    compiled = self.step_fn.lower(state, self.abstract_batch_sharded()).compile()
+    with self.partitioning():
+      compiled = compile_or_explain(self.step_fn.lower(state, self.abstract_batch_sharded()), self.config)
+    check_fits(compiled, self.config)
     return compiled, time.perf_counter() - t
 
   def abstract_batch_sharded(self):
@@ -231,6 +250,66 @@ class Trainer:
 
 
 _tree_add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
+
+
+@contextlib.contextmanager
+def partitioning(mesh, rules):
+  """The context a step is traced in: the mesh and the logical-axis rules (activation constraints)."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    yield
+
+
+def memory_needed(compiled) -> dict:
+  """Bytes the compiled step needs per device, from XLA's memory analysis ({} where the backend has none)."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # some backends do not implement it
+    return {}
+  if m is None:
+    return {}
+  fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes",
+            "generated_code_size_in_bytes")
+  out = {f: int(getattr(m, f, 0) or 0) for f in fields}
+  # Donated arguments alias the outputs: count them once.
+  out["peak_bytes"] = (out["argument_size_in_bytes"] + out["output_size_in_bytes"] - out["alias_size_in_bytes"]
+                       + out["temp_size_in_bytes"])
+  return out
+
+
+def _gib(n: int) -> str:
+  return f"{n / 2 ** 30:.2f} GiB"
+
+
+def compile_or_explain(lowered, config):
+  """`lowered.compile()`, with XLA's failures (out of memory, unsupported ops) as one-line ArtjaxErrors
+  naming the config and, for memory, what the step needs per device."""
+  name = config.get("name") or f"{config.model.get('name', '?')}/{config.method.get('name', '?')}"
+  try:
+    return lowered.compile()
+  except Exception as e:  # XLA raises XlaRuntimeError / JaxRuntimeError with a long dump
+    text = str(e)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
+    if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower():
+      raise ArtjaxError(f"config {name!r}: the train step does not fit in device memory ({first[:300]}); "
+                        f"try a smaller batch_size, grad_accum_steps > 1, model.remat='full', "
+                        f"sharding.strategy='fsdp' or a bigger mesh") from None
+    raise ArtjaxError(f"config {name!r}: XLA could not compile the train step: {first[:300]}") from None
+
+
+def check_fits(compiled, config, devices=None):
+  """Raises ArtjaxError naming the config and the bytes needed when the step's memory analysis exceeds
+  what the device reports as its limit (GPUs; CPUs report none)."""
+  need = memory_needed(compiled).get("peak_bytes")
+  device = (devices or jax.local_devices())[0]
+  try:
+    limit = (device.memory_stats() or {}).get("bytes_limit")
+  except Exception:
+    limit = None
+  if need and limit and need > limit:
+    name = config.get("name") or f"{config.model.get('name', '?')}/{config.method.get('name', '?')}"
+    raise ArtjaxError(f"config {name!r}: the train step needs {_gib(need)} per device, the "
+                      f"{device.device_kind} has {_gib(limit)}; try a smaller batch_size, grad_accum_steps > 1, "
+                      f"model.remat='full', sharding.strategy='fsdp' or a bigger mesh")
 
 
 def _print(msg):

@@ -6,6 +6,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
+from flax.core import meta
 
 from artjax.checkpoint import sampling_params  # noqa: F401  (the read path owns it)
 
@@ -20,8 +21,13 @@ class TrainState:
   rng: jax.Array          # raw uint32 key data (checkpointable); per-step keys are fold_in(rng, step).
 
 
-def create(method, rng_data, batch, ema_decay: float) -> TrainState:
-  """Pure: initial state from a key and an (abstract or real) batch."""
+def create_boxed(method, rng_data, batch, ema_decay: float) -> TrainState:
+  """Pure: initial state from a key and an (abstract or real) batch, keeping Flax's logical-axis boxes.
+
+  Leaves of parameters a model names with `nn.with_logical_partitioning` are `LogicallyPartitioned`
+  boxes; optax and the EMA copy build their trees from the boxed parameters, so their leaves carry the
+  same names. `artjax.train.sharding.state_shardings` reads them; `create` drops them.
+  """
   rng = jax.random.wrap_key_data(rng_data)
   init_rng, train_rng = jax.random.split(rng)
   params, model_state = method.init(init_rng, batch)
@@ -30,6 +36,11 @@ def create(method, rng_data, batch, ema_decay: float) -> TrainState:
       opt_state=method.init_opt_state(params),
       ema_params=jax.tree.map(jnp.copy, params) if ema_decay else None,
       rng=jax.random.key_data(train_rng))
+
+
+def create(method, rng_data, batch, ema_decay: float) -> TrainState:
+  """Pure: the initial state as plain arrays (what is trained and checkpointed)."""
+  return meta.unbox(create_boxed(method, rng_data, batch, ema_decay))
 
 
 def train_step(method, ema_decay: float, state: TrainState, batch):

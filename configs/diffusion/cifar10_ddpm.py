@@ -20,6 +20,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 800_000
   c.batch_size = 128
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   c.data = dict(name="tfds", dir="", tfds_name="cifar10", tfds_data_dir="", split="train",
                 image_size=32, channels=3, value_range=(-1.0, 1.0), random_flip=True, shuffle=True,
@@ -31,8 +32,8 @@ def get_config(arg=None):
   c.optimizer = dict(name="adam", lr=2e-4, b1=0.9, b2=0.999, schedule="constant", warmup_steps=5000,
                      grad_clip_norm=1.0)
   c.ema_decay = 0.9999
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 100
   c.sample_every = 10_000

@@ -19,6 +19,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 3000
   c.batch_size = 64
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   c.data = dict(name="image_folder", dir="", split="train", image_size=32, channels=3,
                 background=(255, 255, 255), value_range=(-1.0, 1.0), random_flip=False, shuffle=True,
@@ -30,8 +31,8 @@ def get_config(arg=None):
   c.optimizer = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, schedule="warmup_cosine", warmup_steps=200,
                      end_lr=1e-5, grad_clip_norm=1.0)
   c.ema_decay = 0.999
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 50
   c.sample_every = 500

@@ -16,6 +16,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 1800  # ~1 epoch; ~145 ms/step on 2 shared CPU cores (tools/bench_train.py)
   c.batch_size = 32  # small batches: more updates per example, the better trade on a CPU budget
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   # value_range (0, 1) as in the Keras example; the evaluator maps any generator's range onto it.
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
@@ -25,8 +26,8 @@ def get_config(arg=None):
   c.method = dict(name="classifier")
   c.optimizer = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, schedule="cosine", warmup_steps=0, end_lr=0.0)
   c.ema_decay = 0.0  # the evaluator uses the raw weights
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)  # fsdp: shard arrays this big along "data"
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 100
   c.sample_every = 0  # a classifier does not sample

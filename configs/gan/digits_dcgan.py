@@ -13,6 +13,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 2000
   c.batch_size = 64
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   c.data = dict(name="digits", dir="", split="train", image_size=16, channels=1,
                 value_range=(-1.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
@@ -21,8 +22,8 @@ def get_config(arg=None):
   c.method = dict(name="gan", latent_dim=32, loss="non_saturating")
   c.optimizer = dict(name="adam", lr=2e-4, b1=0.5, b2=0.999, schedule="constant")
   c.ema_decay = 0.0
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)  # fsdp: shard arrays this big along "data"
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 50
   c.sample_every = 500

@@ -14,6 +14,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 3000  # 6.4 epochs at batch 128
   c.batch_size = 128
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
                 value_range=(-1.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
@@ -25,8 +26,8 @@ def get_config(arg=None):
   # Sampling uses the raw weights: at these run lengths they score better than the EMA even with the
   # EMA's BatchNorm statistics re-estimated (FID table in experiments/README.md); --ema samples the EMA.
   c.sample_ema = False
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)  # fsdp: shard arrays this big along "data"
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 50
   c.sample_every = 500

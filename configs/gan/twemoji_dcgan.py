@@ -18,6 +18,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 1500  # 26 epochs of the 3.7k emoji at batch 64
   c.batch_size = 64
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   c.data = dict(name="image_folder", dir="", split="train", image_size=32, channels=3,
                 background=(255, 255, 255), value_range=(-1.0, 1.0), random_flip=True, shuffle=True,
@@ -30,8 +31,8 @@ def get_config(arg=None):
   # Sampling uses the raw weights: at these run lengths they score better than the EMA even with the
   # EMA's BatchNorm statistics re-estimated (FID table in experiments/README.md); --ema samples the EMA.
   c.sample_ema = False
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 50
   c.sample_every = 500

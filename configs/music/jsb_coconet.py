@@ -20,6 +20,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 20000
   c.batch_size = 16
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   c.data = dict(name="jsb_chorales", dir="", file="Jsb16thSeparated.json", representation="voices",
                 seq_len=64, transpose=3, low_pitch=36, high_pitch=81, num_pitches=46, steps_per_quarter=4,
@@ -30,8 +31,8 @@ def get_config(arg=None):
   c.optimizer = dict(name="adam", lr=1e-3, end_lr=1e-5, schedule="warmup_cosine", warmup_steps=200,
                      grad_clip_norm=1.0)
   c.ema_decay = 0.0
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 100
   c.eval_every = 2000

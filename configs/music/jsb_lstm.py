@@ -20,6 +20,7 @@ def get_config(arg=None):
   epochs = 100
   c.total_steps = epochs * TRAIN_CHORALES
   c.batch_size = 1
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   c.data = dict(name="jsb_chorales", dir="", file="JSB_Chorales.mat", representation="roll", seq_len=160,
                 transpose=0, steps_per_quarter=1, num_keys=88, shuffle=True, num_threads=1)
@@ -28,8 +29,8 @@ def get_config(arg=None):
   c.method = dict(name="piano_roll", sample_frames=64, temperature=1.0, bpm=80.0)
   c.optimizer = dict(name="adam", lr=1e-3, grad_clip_norm=1.0)
   c.ema_decay = 0.0
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = TRAIN_CHORALES
   c.eval_every = 10 * TRAIN_CHORALES

@@ -23,6 +23,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 1200  # ~42 epochs of 229 chorales in batches of 8
   c.batch_size = 8
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   c.data = dict(name="jsb_chorales", dir="", file="JSB_Chorales.mat", representation="roll", seq_len=160,
                 transpose=0, steps_per_quarter=1, num_keys=88, shuffle=True, num_threads=1)
@@ -32,8 +33,8 @@ def get_config(arg=None):
   c.optimizer = dict(name="adamw", lr=1e-3, end_lr=1e-5, schedule="warmup_cosine", warmup_steps=100,
                      weight_decay=0.1, weight_decay_on="matrices", grad_clip_norm=1.0)
   c.ema_decay = 0.0
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 100
   c.eval_every = 200

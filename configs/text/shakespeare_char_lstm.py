@@ -16,6 +16,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 2000
   c.batch_size = 32
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   # TFDS instead: --config.data.name=tfds_text --config.data.tfds_data_dir=DIR (prepared as array_record)
   c.data = dict(name="text", path="", tfds_name="tiny_shakespeare", tfds_data_dir="",
@@ -27,8 +28,8 @@ def get_config(arg=None):
   c.optimizer = dict(name="adam", lr=2e-3, end_lr=1e-4, schedule="warmup_cosine", warmup_steps=100,
                      grad_clip_norm=1.0)
   c.ema_decay = 0.0
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 50
   c.eval_every = 500

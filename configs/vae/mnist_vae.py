@@ -23,6 +23,7 @@ def get_config(arg=None):
   c.seed = 0
   c.total_steps = 1200  # 2.6 epochs at batch 128: ~5 min on CPU-2 (bench: ~270 ms/step on a loaded machine)
   c.batch_size = 128
+  c.grad_accum_steps = 1  # micro-batches per step (gradients averaged in the step)
 
   # Bernoulli likelihood: pixels in [0, 1], binarized afresh each step (the standard for MNIST NLL).
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
@@ -32,8 +33,8 @@ def get_config(arg=None):
   c.method = dict(name="vae", likelihood="bernoulli", binarize=True, beta=1.0, nll_chunk=4096)
   c.optimizer = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, schedule="constant")
   c.ema_decay = 0.999  # samples and NLL use the EMA weights (--config.ema_decay=0: raw weights)
-  c.mesh = dict(model=1)
-  c.sharding = dict(strategy="replicate", fsdp_min_size=2**14)  # fsdp: shard arrays this big along "data"
+  c.mesh = dict(data=-1, fsdp=1, tensor=1)  # devices per axis; -1: the rest
+  c.sharding = dict(strategy="logical", rules=None, fsdp_min_size=2**14)  # rules None: sharding.DEFAULT_RULES
 
   c.log_every = 50
   c.sample_every = 500
