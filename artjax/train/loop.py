@@ -65,14 +65,15 @@ def check_config(config):
 class Trainer:
   """Builds everything a run needs from a config; `run()` trains. Tools reuse its pieces."""
 
-  def __init__(self, config, workdir):
+  def __init__(self, config, workdir, devices=None):
+    """`devices`: the devices of the mesh (default: all); tools and tests use a subset."""
     check_config(config)
     # The source fills in what it derives (a text vocabulary); a resumed run keeps the stored one.
     config = data.prepare(with_absolute_data_paths(config), stored_data(workdir))
     self.config = config
     self.workdir = pathlib.Path(workdir)
     self.method = methods.build(config)
-    self.mesh = sharding.make_mesh(config.get("mesh"))
+    self.mesh = sharding.make_mesh(config.get("mesh"), devices)
     data_size = sharding.batch_size_divisor(self.mesh)
     accum = int(config.get("grad_accum_steps", 1))
     if accum < 1:

@@ -27,7 +27,8 @@ def get_config(arg=None):
 
   c.data = dict(name="jsb_chorales", dir="", file="JSB_Chorales.mat", representation="roll", seq_len=160,
                 transpose=0, steps_per_quarter=1, num_keys=88, shuffle=True, num_threads=1)
-  c.model = dict(name="transformer", num_layers=4, num_heads=4, emb_dim=128, max_len=161, dropout=0.5,
+  c.model = dict(name="transformer", remat="none", scan_layers=False,  # remat: none|dots|full
+                 num_layers=4, num_heads=4, emb_dim=128, max_len=161, dropout=0.5,
                  positions="rotary", tie_weights=False, use_bias=True, dtype="float32", attention="auto")
   c.method = dict(name="piano_roll", sample_frames=64, temperature=1.0, bpm=80.0)
   c.optimizer = dict(name="adamw", lr=1e-3, end_lr=1e-5, schedule="warmup_cosine", warmup_steps=100,

@@ -27,7 +27,8 @@ def get_config(arg=None):
   c.data = dict(name="chinese_poetry", dir="", files=["全唐诗/*.json"], script="", max_chars=0,
                 seq_len=80, val_fraction=0.1, tokenizer="char", vocab="", specials=[], min_count=1,
                 shuffle=True, num_threads=1)
-  c.model = dict(name="transformer", num_layers=4, num_heads=4, emb_dim=256, max_len=80, dropout=0.2,
+  c.model = dict(name="transformer", remat="none", scan_layers=False,  # remat: none|dots|full
+                 num_layers=4, num_heads=4, emb_dim=256, max_len=80, dropout=0.2,
                  positions="rotary", tie_weights=True, use_bias=False, dtype="float32",
                  attention="auto")  # auto: cuDNN flash attention on GPUs in bf16, else XLA
   c.method = dict(name="poetry", sample_tokens=80, temperature=0.8)

@@ -31,7 +31,8 @@ def get_config(arg=None):
   c.data = dict(name="text", path="", tfds_name="tiny_shakespeare", tfds_data_dir="",
                 seq_len=64, val_fraction=0.1, tokenizer="char", vocab="", specials=[],
                 min_count=1, shuffle=True, num_threads=1)
-  c.model = dict(name="transformer", num_layers=4, num_heads=4, emb_dim=128, max_len=64, dropout=0.0,
+  c.model = dict(name="transformer", remat="none", scan_layers=False,  # remat: none|dots|full
+                 num_layers=4, num_heads=4, emb_dim=128, max_len=64, dropout=0.0,
                  positions="learned", tie_weights=True, use_bias=False, dtype="float32",
                  attention="auto")  # auto: cuDNN flash attention on GPUs in bf16, else XLA
   c.method = dict(name="autoregressive", sample_tokens=300, temperature=0.8)

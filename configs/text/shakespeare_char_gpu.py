@@ -23,7 +23,8 @@ def get_config(arg=None):
   c.data = dict(name="text", path="", tfds_name="tiny_shakespeare", tfds_data_dir="",
                 seq_len=256, val_fraction=0.1, tokenizer="char", vocab="", specials=[],
                 min_count=1, shuffle=True, num_threads=2)
-  c.model = dict(name="transformer", num_layers=6, num_heads=6, emb_dim=384, max_len=256, dropout=0.2,
+  c.model = dict(name="transformer", remat="none", scan_layers=False,  # remat: none|dots|full
+                 num_layers=6, num_heads=6, emb_dim=384, max_len=256, dropout=0.2,
                  positions="learned", tie_weights=True, use_bias=False, dtype="bfloat16",
                  attention="auto")  # auto: cuDNN flash attention on GPUs in bf16, else XLA
   c.method = dict(name="autoregressive", sample_tokens=500, temperature=0.8)
