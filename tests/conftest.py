@@ -12,6 +12,44 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_configure(config):
+  # JAX's persistent compilation cache, shared by this session's processes: the ~60 subprocess runs
+  # (CLIs, workers) compile the same smoke programs again and again. ARTJAX_TEST_JAX_CACHE=0 turns it off.
+  if os.environ.get("ARTJAX_TEST_JAX_CACHE", "1") != "0" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    cache = tempfile.mkdtemp(prefix="artjax-test-jax-cache-")
+    config._artjax_jax_cache = cache
+    os.environ.update({"JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                       "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  cache = getattr(config, "_artjax_jax_cache", None)
+  if cache:
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  # CI (.ci/run) sets ARTJAX_NO_SKIPS=1: a test skipped for a missing ../shared dataset, optional package
+  # or system program then fails the run instead of passing quietly.
+  if os.environ.get("ARTJAX_NO_SKIPS") != "1":
+    return
+  reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+  skipped = reporter.stats.get("skipped", []) if reporter else []
+  if skipped and session.exitstatus == 0:
+    reasons = sorted({str(r.longrepr[-1]) if isinstance(r.longrepr, tuple) else str(r.longrepr) for r in skipped})
+    if reporter:
+      reporter.write_line(f"ARTJAX_NO_SKIPS=1: {len(skipped)} skipped test(s) fail this run: {'; '.join(reasons)}",
+                          red=True)
+    session.exitstatus = 1
+
+
 @pytest.fixture(autouse=True)
 def _private_tmpdir(tmp_path, monkeypatch):
   # TFDS, orbax and matplotlib leave temp/cache dirs in TMPDIR; keep them inside pytest's tmp.

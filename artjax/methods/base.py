@@ -14,7 +14,10 @@ except `label`, which may be a traced int (one per sample) so requests for diffe
 class-balanced labels `arange(num) % num_classes`) and ignore it when unconditional only if it is None.
 Optional, for likelihood models (`artjax.evaluate` reports NLL in nats and bits/dim when present):
   log_likelihood(params, model_state, batch, rng, num_samples) -> (B,) estimate of log p(x) in nats
-`params` are trained, `model_state` holds other Flax collections (e.g. batch_stats). The loop jits
+`params` are trained, `model_state` holds other Flax collections (e.g. batch_stats). As Flax's `model.init`,
+`init` may return weights boxed in `nn.LogicallyPartitioned` (their logical axis names, which
+`artjax.train.sharding` maps onto the mesh); `flax.core.meta.unbox` gives the plain arrays, and every
+other function takes either. The loop jits
 `update` under the mesh, handles EMA, RNG, checkpoints and logging, so a family never touches those.
 Before sampling with EMA weights, `sampling_state(params, model_state, rng)` gives the non-trained
 collections to sample them with (BatchNorm statistics re-estimated for those weights; identity by default).

@@ -25,7 +25,7 @@ def get_config(arg=None):
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
                 value_range=(-1.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
   c.model = dict(name="unet", channels=1, base_channels=16, channel_mult=(1, 2, 4), num_res_blocks=1,
-                 attention_resolutions=(7,), num_heads=1, dropout=0.0, num_classes=0, norm_groups=8)
+                 attention_resolutions=(7,), num_heads=1, dropout=0.0, num_classes=0, norm_groups=8, dtype="float32")
   c.method = dict(name="diffusion", num_timesteps=1000, schedule="linear", prediction="eps",
                   cond_dropout=0.1,               # used only when model.num_classes > 0
                   sampler="ddim", sample_steps=50, eta=0.0, guidance=None)
