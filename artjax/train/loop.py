@@ -211,7 +211,12 @@ class Trainer:
           step -= 1
           break
         batch = data.pipeline.to_global(next(batches), self.batch_sharding, cfg.batch_size)
-        state, metrics = compiled(state, batch)
+        try:
+          state, metrics = compiled(state, batch)
+        except Exception as e:
+          if is_out_of_memory(e):
+            raise out_of_memory_error(e, compiled, cfg) from None
+          raise
         metric_sum = metrics if metric_sum is None else _tree_add(metric_sum, metrics)
         bar.update(1)
         if step % log_every == 0 or step == end:
@@ -281,36 +286,55 @@ def _gib(n: int) -> str:
   return f"{n / 2 ** 30:.2f} GiB"
 
 
+MEMORY_ADVICE = ("try a smaller batch_size, grad_accum_steps > 1, model.remat='full', "
+                 "sharding.strategy='fsdp' or a bigger mesh")
+
+
+def config_name(config) -> str:
+  return config.get("name") or f"{config.model.get('name', '?')}/{config.method.get('name', '?')}"
+
+
+def is_out_of_memory(e: Exception) -> bool:
+  text = str(e)
+  return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
+def _first_line(e: Exception) -> str:
+  return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)[:300]
+
+
 def compile_or_explain(lowered, config):
   """`lowered.compile()`, with XLA's failures (out of memory, unsupported ops) as one-line ArtjaxErrors
-  naming the config and, for memory, what the step needs per device."""
-  name = config.get("name") or f"{config.model.get('name', '?')}/{config.method.get('name', '?')}"
+  naming the config, instead of XLA's dump."""
   try:
     return lowered.compile()
-  except Exception as e:  # XLA raises XlaRuntimeError / JaxRuntimeError with a long dump
-    text = str(e)
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
-    if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower():
-      raise ArtjaxError(f"config {name!r}: the train step does not fit in device memory ({first[:300]}); "
-                        f"try a smaller batch_size, grad_accum_steps > 1, model.remat='full', "
-                        f"sharding.strategy='fsdp' or a bigger mesh") from None
-    raise ArtjaxError(f"config {name!r}: XLA could not compile the train step: {first[:300]}") from None
+  except Exception as e:  # XlaRuntimeError / JaxRuntimeError, often hundreds of lines
+    if is_out_of_memory(e):
+      raise ArtjaxError(f"config {config_name(config)!r}: the train step does not fit in device memory "
+                        f"({_first_line(e)}); {MEMORY_ADVICE}") from None
+    raise ArtjaxError(f"config {config_name(config)!r}: XLA could not compile the train step: {_first_line(e)}") from None
+
+
+def out_of_memory_error(e: Exception, compiled, config) -> ArtjaxError:
+  """The one-line error for an allocation that failed while running the step."""
+  need = memory_needed(compiled).get("peak_bytes")
+  needs = f"needs {_gib(need)} per device (XLA's memory analysis)" if need else "does not fit"
+  return ArtjaxError(f"config {config_name(config)!r}: out of device memory running the train step, which "
+                     f"{needs} ({_first_line(e)}); {MEMORY_ADVICE}")
 
 
 def check_fits(compiled, config, devices=None):
   """Raises ArtjaxError naming the config and the bytes needed when the step's memory analysis exceeds
-  what the device reports as its limit (GPUs; CPUs report none)."""
+  what the device reports as its limit (GPUs, TPUs; CPUs report none)."""
   need = memory_needed(compiled).get("peak_bytes")
   device = (devices or jax.local_devices())[0]
   try:
     limit = (device.memory_stats() or {}).get("bytes_limit")
-  except Exception:
+  except Exception:  # backends without allocator statistics
     limit = None
   if need and limit and need > limit:
-    name = config.get("name") or f"{config.model.get('name', '?')}/{config.method.get('name', '?')}"
-    raise ArtjaxError(f"config {name!r}: the train step needs {_gib(need)} per device, the "
-                      f"{device.device_kind} has {_gib(limit)}; try a smaller batch_size, grad_accum_steps > 1, "
-                      f"model.remat='full', sharding.strategy='fsdp' or a bigger mesh")
+    raise ArtjaxError(f"config {config_name(config)!r}: the train step needs {_gib(need)} per device, the "
+                      f"{device.device_kind} has {_gib(limit)}; {MEMORY_ADVICE}")
 
 
 def _print(msg):
