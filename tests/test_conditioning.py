@@ -1,5 +1,6 @@
 """Class conditioning, written once (artjax.methods.conditioning): every image family fails the same way."""
 
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,7 +57,7 @@ def test_a_step_on_a_batch_without_labels_is_a_config_error(family):
   config = config_for(family, 3)
   method = methods.build(config)
   batch = labelled_batch(config)
-  params, state = method.init(jax.random.key(1), batch)
+  params, state = meta.unbox(method.init(jax.random.key(1), batch))
   with pytest.raises(ArtjaxError, match=r"config\.model\.num_classes=3 .*yields no labels"):
     method.update(params, state, method.init_opt_state(params), {"image": batch["image"]}, jax.random.key(2))
 
@@ -71,6 +72,6 @@ def test_negative_num_classes_is_a_config_error(family):
 def test_unconditional_models_refuse_a_label(family):
   config = config_for(family, 0)
   method = methods.build(config)
-  params, state = method.init(jax.random.key(1), labelled_batch(config, 2))
+  params, state = meta.unbox(method.init(jax.random.key(1), labelled_batch(config, 2)))
   with pytest.raises(ArtjaxError, match=f"'{config.method.name}' model is unconditional"):
     method.decode(params, state, method.prior(jax.random.key(0), 2), jax.random.key(1), label=1)

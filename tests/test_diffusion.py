@@ -1,5 +1,6 @@
 """Diffusion: schedules, a compiled training step, sampler identities, determinism and guidance."""
 
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +19,7 @@ def build(**overrides):
   config = smoke_config("configs/diffusion/mnist_ddpm.py:smoke", **{**TINY, **overrides})
   method = methods.build(config)
   batch = {"image": jnp.zeros((4, 8, 8, 1)), "label": jnp.zeros((4,), jnp.int32)}
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = meta.unbox(method.init(jax.random.key(0), batch))
   # The UNet's output convs start at zero (identity blocks); perturb so predictions depend on inputs.
   params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(p.size), p.shape), params)
   return method, params, state

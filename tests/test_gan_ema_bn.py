@@ -1,5 +1,6 @@
 """GAN.sampling_state: the generator's BatchNorm statistics re-estimated for other weights (EMA)."""
 
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +29,7 @@ def gan(num_classes=0, batches=K, size=SIZE, path="configs/gan/digits_dcgan.py:s
   method = methods.build(config)
   batch = {"image": jax.random.uniform(jax.random.key(0), (8, 16, 16, 1), minval=-1, maxval=1),
            "label": jnp.arange(8, dtype=jnp.int32) % max(num_classes, 1)}
-  params, model_state = method.init(jax.random.key(1), batch)
+  params, model_state = meta.unbox(method.init(jax.random.key(1), batch))
   return method, params, model_state
 
 
@@ -167,7 +168,7 @@ def test_layer_applied_twice_is_refused():
 
   method, _, _ = gan()
   method.gen = Twice()
-  variables = method.gen.init(jax.random.key(0), jnp.zeros((2, 8)), train=False)
+  variables = meta.unbox(method.gen.init(jax.random.key(0), jnp.zeros((2, 8)), train=False))
   params = {G: variables["params"], D: {}}
   with pytest.raises(ArtjaxError, match="more than once"):
     method.sampling_state(params, {G: {"batch_stats": variables["batch_stats"]}, D: {}}, jax.random.key(0))

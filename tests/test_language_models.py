@@ -2,6 +2,7 @@
 
 import json
 
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,7 +38,7 @@ def make_method(model="gpt_learned", chars=ENGLISH, specials=(), seed=0):
       optimizer=dict(name="adam", lr=1e-3)))
   method = methods.build(config)
   tokens = jnp.zeros((2, 17), jnp.int32)
-  params, _ = method.init(jax.random.key(seed), {"tokens": tokens, "mask": jnp.ones((2, 16))})
+  params, _ = meta.unbox(method.init(jax.random.key(seed), {"tokens": tokens, "mask": jnp.ones((2, 16))}))
   return method, params
 
 
@@ -204,7 +205,7 @@ def test_evaluate_split_counts_every_val_target_once(tmp_path):
   method = methods.build(config)
   from artjax.data import make_source
   source = make_source(config.data, "val")
-  params, _ = method.init(jax.random.key(0), source[0] | {"tokens": source[0]["tokens"][None]})
+  params, _ = meta.unbox(method.init(jax.random.key(0), source[0] | {"tokens": source[0]["tokens"][None]}))
   n_val = len("hello world, " * 80) - int(len("hello world, " * 80) * 0.9)
   losses = []
   for batch in (3, 7):  # different padding of the last batch: padded rows must not count

@@ -1,5 +1,6 @@
 """The shared sampling pieces of the Method contract: labels, slerp, latent interpolation grids."""
 
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,7 +36,7 @@ def test_interpolation_rows_walk_between_two_prior_draws():
   config = smoke_config()
   method = methods.build(config)
   batch = {"image": jnp.zeros((2, 16, 16, 1))}
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = meta.unbox(method.init(jax.random.key(0), batch))
   grid = Sampler(config, method, params, state).interpolate(rows=2, cols=3, seed=5).items
   assert grid.shape == (6, 16, 16, 1)
   key = jax.random.key(5)

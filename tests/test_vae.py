@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.core import meta
 
 from artjax import data, methods
 from artjax.errors import ArtjaxError
@@ -26,7 +27,7 @@ def build(**overrides):
   source, preprocess = data.make_source(config.data, "train"), data.make_preprocess(config.data)
   rows = [preprocess(source[i], 0) for i in range(8)]  # 8 real digits (labels 0..7), as the loader gives them
   batch = {k: jnp.asarray(np.stack([r[k] for r in rows])) for k in rows[0]}
-  params, state = method.init(jax.random.key(1), batch)
+  params, state = meta.unbox(method.init(jax.random.key(1), batch))
   return method, params, state, batch
 
 
@@ -66,7 +67,7 @@ def test_other_sizes_and_colour(size, channels):
                                         "model.channels": channels, "method.likelihood": "logistic",
                                         "method.binarize": False, "data.value_range": (-1.0, 1.0)}))
   batch = {"image": jax.ShapeDtypeStruct((2, size, size, channels), jnp.float32)}
-  params, state = jax.eval_shape(method.init, jax.random.key(0), batch)
+  params, state = meta.unbox(jax.eval_shape(method.init, jax.random.key(0), batch))  # drop logical-axis boxes
   assert params["decoder"]["Conv_0"]["kernel"].shape[-1] == 2 * channels  # a location and a log-scale each
   out = jax.eval_shape(lambda p: method.sample(p, state, jax.random.key(1), 3), params)
   assert out.shape == (3, size, size, channels)

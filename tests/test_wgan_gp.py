@@ -1,5 +1,6 @@
 """WGAN-GP: the penalty's value, critic training, one real loop step, config errors and sampling."""
 
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +24,7 @@ def wgan_config(**overrides):
 def init(method, batch_size, seed=0):
   batch = {"image": jax.random.uniform(jax.random.key(seed), (batch_size, 16, 16, 1), minval=-1, maxval=1),
            "label": jnp.arange(batch_size, dtype=jnp.int32) % 10}
-  params, model_state = method.init(jax.random.key(seed + 1), batch)
+  params, model_state = meta.unbox(method.init(jax.random.key(seed + 1), batch))
   return batch, params, model_state
 
 

@@ -9,6 +9,9 @@ each voice's mask (paper section 4). A 3x3 convolution, `num_layers - 2` more 3x
 residual connection every two, and a 3x3 convolution to V output channels: a softmax over P per voice
 and step. Normalisation is LayerNorm over channels (the paper uses batch normalisation; LayerNorm
 keeps the model stateless, so a sampler's masks of any shape see the same network).
+
+`dtype` is the compute dtype ('bfloat16' on GPUs/TPUs) of the convolutions and LayerNorms (statistics in
+float32), with float32 parameters and float32 logits. Conv kernels carry logical axis names (conv_in/conv_out).
 """
 
 import flax.linen as nn
@@ -16,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from artjax.models import MODELS
+from artjax.models.layers import conv as conv_layer
 
 
 class Coconet(nn.Module):
@@ -33,7 +37,7 @@ class Coconet(nn.Module):
     hidden = mask.astype(dtype)[:, :, None, :]                          # (B, T, 1, V)
     roll = jax.nn.one_hot(voices, self.num_classes, axis=2, dtype=dtype)  # (B, T, P, V)
     x = jnp.concatenate([roll * (1.0 - hidden), jnp.broadcast_to(hidden, roll.shape)], axis=-1)
-    conv = lambda n, name: nn.Conv(n, (self.kernel_size,) * 2, padding="SAME", dtype=dtype, name=name)  # noqa: E731
+    conv = lambda n, name: conv_layer(n, (self.kernel_size,) * 2, padding="SAME", dtype=dtype, name=name)  # noqa: E731
     x = nn.relu(nn.LayerNorm(dtype=dtype, name="ln_in")(conv(self.channels, "conv_in")(x)))
     skip = x
     for i in range(self.num_layers - 2):

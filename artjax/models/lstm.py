@@ -6,6 +6,10 @@ piano-roll frames (88 keys; then V = 88 independent Bernoulli logits, as in Bai 
   decode(tokens, cache, pos, length) -> (logits, cache): continues from the carries in `cache`; with
                                         `length`, the returned carry is the one after token length-1
 The "cache" of an RNN is its carry, so cached decoding costs O(1) per token.
+
+`dtype` is the compute dtype ('bfloat16' on GPUs/TPUs) of the embedding, the LSTM cells' matmuls and the
+head, with float32 parameters and float32 logits. The carries stay float32 (the cell's state update mixes
+them with its bf16 gates in float32), so a long sequence does not accumulate bf16 rounding in its memory.
 """
 
 import flax.linen as nn
@@ -13,6 +17,7 @@ import jax.numpy as jnp
 
 from artjax.errors import ArtjaxError
 from artjax.models import MODELS
+from artjax.models.layers import dense, named
 
 
 class LSTMLM(nn.Module):
@@ -24,23 +29,26 @@ class LSTMLM(nn.Module):
   max_len: int = 256  # decoding window (capped by data.seq_len; the model itself has no position limit)
   tie_weights: bool = False  # needs emb_dim == hidden_dim
   input_size: int = 0  # 0: token ids; > 0: vectors of this size (frames), read through a Dense layer
+  dtype: str = "float32"  # compute dtype; parameters, carries and logits stay float32
 
   def setup(self):
+    d = jnp.dtype(self.dtype)
     if self.input_size:
       if self.tie_weights:
         raise ArtjaxError("model.tie_weights needs token inputs (model.input_size = 0)")
-      self.embed = nn.Dense(self.emb_dim)
+      self.embed = dense(self.emb_dim, (None, "embed"), dtype=d)
     else:
-      self.embed = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=nn.initializers.normal(0.1))
-    self.rnns = [nn.RNN(nn.OptimizedLSTMCell(self.hidden_dim), return_carry=True, name=f"lstm{i}")
+      self.embed = nn.Embed(self.vocab_size, self.emb_dim, dtype=d,
+                            embedding_init=named(nn.initializers.normal(0.1), "vocab", "embed"))
+    self.rnns = [nn.RNN(nn.OptimizedLSTMCell(self.hidden_dim, dtype=d), return_carry=True, name=f"lstm{i}")
                  for i in range(self.num_layers)]
     self.drop = nn.Dropout(self.dropout)
     if self.tie_weights:
       if self.emb_dim != self.hidden_dim:
         raise ArtjaxError("model.tie_weights needs model.emb_dim == model.hidden_dim")
-      self.bias = self.param("head_bias", nn.initializers.zeros, (self.vocab_size,))
+      self.bias = self.param("head_bias", named(nn.initializers.zeros, "vocab"), (self.vocab_size,))
     else:
-      self.head = nn.Dense(self.vocab_size)
+      self.head = dense(self.vocab_size, ("embed", "vocab"), dtype=d)
 
   def _forward(self, tokens, carries, train, length=None):
     x = self.drop(self.embed(tokens.astype(jnp.float32) if self.input_size else tokens), deterministic=not train)
@@ -51,7 +59,7 @@ class LSTMLM(nn.Module):
       x = self.drop(x, deterministic=not train)
       new.append(carry)
     logits = self.embed.attend(x) + self.bias if self.tie_weights else self.head(x)
-    return logits, new
+    return logits.astype(jnp.float32), new
 
   def __call__(self, tokens, train: bool = False):
     return self._forward(tokens, self.init_cache(tokens.shape[0]), train)[0]

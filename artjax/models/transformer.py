@@ -152,7 +152,7 @@ class Transformer(nn.Module):
     if self.input_size:
       if self.tie_weights:
         raise ArtjaxError("model.tie_weights needs token inputs (model.input_size = 0)")
-      self.wte = nn.Dense(self.emb_dim, kernel_init=named(init, None, "embed"),
+      self.wte = nn.Dense(self.emb_dim, dtype=jnp.dtype(self.dtype), kernel_init=named(init, None, "embed"),
                           bias_init=named(nn.initializers.zeros_init(), "embed"))
     else:
       self.wte = nn.Embed(self.vocab_size, self.emb_dim, embedding_init=named(init, "vocab", "embed"))

@@ -25,7 +25,8 @@ def get_config(arg=None):
   c.data = dict(name="tfds", dir="", tfds_name="cifar10", tfds_data_dir="", split="train",
                 image_size=32, channels=3, value_range=(-1.0, 1.0), random_flip=True, shuffle=True,
                 num_threads=8)
-  c.model = dict(name="unet", channels=3, base_channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2,
+  c.model = dict(name="unet", dtype="float32", channels=3, base_channels=128, channel_mult=(1, 2, 2, 2),
+                 num_res_blocks=2,
                  attention_resolutions=(16,), num_heads=1, dropout=0.1, num_classes=0, norm_groups=32)
   c.method = dict(name="diffusion", num_timesteps=1000, schedule="linear", prediction="eps",
                   cond_dropout=0.1, sampler="ddim", sample_steps=100, eta=0.0, guidance=None)

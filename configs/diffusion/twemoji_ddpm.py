@@ -24,7 +24,7 @@ def get_config(arg=None):
   c.data = dict(name="image_folder", dir="", split="train", image_size=32, channels=3,
                 background=(255, 255, 255), value_range=(-1.0, 1.0), random_flip=False, shuffle=True,
                 num_threads=2)
-  c.model = dict(name="unet", channels=3, base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+  c.model = dict(name="unet", dtype="float32", channels=3, base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
                  attention_resolutions=(8,), num_heads=1, dropout=0.0, num_classes=0, norm_groups=8)
   c.method = dict(name="diffusion", num_timesteps=1000, schedule="cosine", prediction="v",
                   cond_dropout=0.1, sampler="ddim", sample_steps=50, eta=0.0, guidance=None)

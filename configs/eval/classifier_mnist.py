@@ -21,7 +21,7 @@ def get_config(arg=None):
   # value_range (0, 1) as in the Keras example; the evaluator maps any generator's range onto it.
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
                 value_range=(0.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
-  c.model = dict(name="cnn_classifier", num_classes=10, conv_channels=(32, 64), hidden=128,
+  c.model = dict(name="cnn_classifier", dtype="float32", num_classes=10, conv_channels=(32, 64), hidden=128,
                  conv_dropout=0.25, hidden_dropout=0.5)
   c.method = dict(name="classifier")
   c.optimizer = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, schedule="cosine", warmup_steps=0, end_lr=0.0)

@@ -17,7 +17,7 @@ def get_config(arg=None):
 
   c.data = dict(name="digits", dir="", split="train", image_size=16, channels=1,
                 value_range=(-1.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
-  c.model = dict(name="dcgan", image_size=16, channels=1, base_channels=32, disc_base_channels=32,
+  c.model = dict(name="dcgan", dtype="float32", image_size=16, channels=1, base_channels=32, disc_base_channels=32,
                  upsample="resize", gen_norm="batch", disc_norm="batch")
   c.method = dict(name="gan", latent_dim=32, loss="non_saturating")
   c.optimizer = dict(name="adam", lr=2e-4, b1=0.5, b2=0.999, schedule="constant")

@@ -18,7 +18,7 @@ def get_config(arg=None):
 
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
                 value_range=(-1.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
-  c.model = dict(name="dcgan", image_size=28, channels=1, base_channels=32, disc_base_channels=64,
+  c.model = dict(name="dcgan", dtype="float32", image_size=28, channels=1, base_channels=32, disc_base_channels=64,
                  upsample="resize", gen_norm="batch", disc_norm="batch", num_classes=0)  # 10: see mnist_cdcgan.py
   c.method = dict(name="gan", bn_recalibration_batches=16, latent_dim=100, loss="non_saturating")
   c.optimizer = dict(name="adam", lr=2e-4, b1=0.5, b2=0.999, schedule="constant")

@@ -21,7 +21,7 @@ def get_config(arg=None):
 
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
                 value_range=(-1.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
-  c.model = dict(name="dcgan", image_size=28, channels=1, base_channels=32, disc_base_channels=32,
+  c.model = dict(name="dcgan", dtype="float32", image_size=28, channels=1, base_channels=32, disc_base_channels=32,
                  upsample="resize", gen_norm="batch", disc_norm="layer", num_classes=0)
   c.method = dict(name="wgan_gp", bn_recalibration_batches=16, latent_dim=100, n_critic=5, gp_weight=10.0)
   c.optimizer = dict(name="adam", lr=1e-4, b1=0.0, b2=0.9, schedule="constant")  # G and D (optimizer_d: D only)

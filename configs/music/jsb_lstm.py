@@ -24,7 +24,7 @@ def get_config(arg=None):
 
   c.data = dict(name="jsb_chorales", dir="", file="JSB_Chorales.mat", representation="roll", seq_len=160,
                 transpose=0, steps_per_quarter=1, num_keys=88, shuffle=True, num_threads=1)
-  c.model = dict(name="lstm", emb_dim=200, hidden_dim=200, num_layers=2, dropout=0.2, max_len=161,
+  c.model = dict(name="lstm", dtype="float32", emb_dim=200, hidden_dim=200, num_layers=2, dropout=0.2, max_len=161,
                  tie_weights=False)
   c.method = dict(name="piano_roll", sample_frames=64, temperature=1.0, bpm=80.0)
   c.optimizer = dict(name="adam", lr=1e-3, grad_clip_norm=1.0)

@@ -26,7 +26,7 @@ def get_config(arg=None):
 
   c.data = dict(name="jsb_chorales", dir="", file="JSB_Chorales.mat", representation="roll", seq_len=160,
                 transpose=0, steps_per_quarter=1, num_keys=88, shuffle=True, num_threads=1)
-  c.model = dict(name="tcn", channels=150, num_levels=2, kernel_size=3, dropout=0.5, weight_norm=True,
+  c.model = dict(name="tcn", dtype="float32", channels=150, num_levels=2, kernel_size=3, dropout=0.5, weight_norm=True,
                  max_len=161)
   c.method = dict(name="piano_roll", sample_frames=64, temperature=1.0, bpm=80.0)
   c.optimizer = dict(name="adam", lr=1e-3, grad_clip_norm=0.4)

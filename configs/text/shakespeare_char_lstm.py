@@ -22,7 +22,7 @@ def get_config(arg=None):
   c.data = dict(name="text", path="", tfds_name="tiny_shakespeare", tfds_data_dir="",
                 seq_len=64, val_fraction=0.1, tokenizer="char", vocab="", specials=[],
                 min_count=1, shuffle=True, num_threads=1)
-  c.model = dict(name="lstm", emb_dim=128, hidden_dim=256, num_layers=2, dropout=0.0, max_len=64,
+  c.model = dict(name="lstm", dtype="float32", emb_dim=128, hidden_dim=256, num_layers=2, dropout=0.0, max_len=64,
                  tie_weights=False)
   c.method = dict(name="autoregressive", sample_tokens=300, temperature=0.8)
   c.optimizer = dict(name="adam", lr=2e-3, end_lr=1e-4, schedule="warmup_cosine", warmup_steps=100,

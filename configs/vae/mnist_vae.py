@@ -28,7 +28,7 @@ def get_config(arg=None):
   # Bernoulli likelihood: pixels in [0, 1], binarized afresh each step (the standard for MNIST NLL).
   c.data = dict(name="mnist", dir="", split="train", image_size=28, channels=1,
                 value_range=(0.0, 1.0), random_flip=False, shuffle=True, num_threads=2)
-  c.model = dict(name="vae", image_size=28, channels=1, latent_dim=32, base_channels=32, num_classes=0,
+  c.model = dict(name="vae", dtype="float32", image_size=28, channels=1, latent_dim=32, base_channels=32, num_classes=0,
                  label_dim=16)
   c.method = dict(name="vae", likelihood="bernoulli", binarize=True, beta=1.0, nll_chunk=4096)
   c.optimizer = dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, schedule="constant")
