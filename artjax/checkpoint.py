@@ -12,6 +12,7 @@ import pathlib
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 
 from artjax.errors import ArtjaxError
 
@@ -20,7 +21,21 @@ def config_to_dict(config) -> dict:
   return json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") else dict(config)
 
 
-def checkpoint_dir(workdir) -> pathlib.Path:
+def is_url(path) -> bool:
+  """`gs://bucket/run` and other `scheme://` paths: kept as strings, read through etils.epath / Orbax."""
+  return "://" in str(path)
+
+
+def workdir_path(workdir):
+  """A workdir as a path object: pathlib for local paths, etils.epath for `gs://...` (pathlib would
+  collapse `gs://b` to `gs:/b`, and `.absolute()` would put the working directory in front)."""
+  return epath.Path(str(workdir)) if is_url(workdir) else pathlib.Path(workdir)
+
+
+def checkpoint_dir(workdir):
+  """WORKDIR/checkpoints: absolute for a local workdir, unchanged for a `gs://...` one."""
+  if is_url(workdir):
+    return epath.Path(str(workdir)) / "checkpoints"
   return pathlib.Path(workdir).absolute() / "checkpoints"
 
 
@@ -37,13 +52,21 @@ def first_line(e: Exception) -> str:
 
 
 class Reader:
-  """Read-only access to a workdir's checkpoints (also the base of the trainer's Checkpointer)."""
+  """Read-only access to a workdir's checkpoints (also the base of the trainer's Checkpointer).
+
+  Lists only finalized steps: Orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it
+  when complete (on gs://, a `commit_success.txt` marks it), and the writer (Checkpointer) retires old
+  steps by renaming them out of the listing before deleting them.
+  """
 
   def __init__(self, workdir, keep: int = 3, read_only: bool = True):
     self.directory = checkpoint_dir(workdir)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
-                                           enable_async_checkpointing=not read_only)
-    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=item_handlers())
+    self.manager = ocp.CheckpointManager(self.directory, options=self._options(keep, read_only),
+                                         item_handlers=item_handlers())
+
+  def _options(self, keep: int, read_only: bool) -> ocp.CheckpointManagerOptions:
+    return ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
+                                        enable_async_checkpointing=not read_only)
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -62,15 +85,18 @@ class Reader:
       raise ArtjaxError(f"checkpoint {self.directory / str(step)} has no saved config")
     return ml_collections.ConfigDict(restored["config"])
 
-  def restore_model(self, step: int | None = None):
-    """(config, model items) of a checkpoint, on the default device, without building the model."""
+  def restore_model(self, step: int | None = None, sharding=None):
+    """(config, model items) of a checkpoint, without building the model: on the default device, or
+    with `sharding(shape) -> jax.sharding.Sharding` each array straight into its place on a mesh (a
+    model bigger than one device never lands whole on one)."""
     step = self._check_step(step)
     try:
       model_meta = self.manager.item_metadata(step)["model"]
       if model_meta is None:
         raise ArtjaxError(f"checkpoint {self.directory / str(step)} has no model metadata")
       device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), model_meta)
+      place = sharding or (lambda shape: device)
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=place(m.shape)), model_meta)
       restored = self.manager.restore(step, args=ocp.args.Composite(
           model=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
     except ArtjaxError:
@@ -105,19 +131,24 @@ class Reader:
 
 def open_for_reading(workdir) -> Reader:
   """A read-only Reader with clear errors for a missing workdir or checkpoint dir."""
-  workdir = pathlib.Path(workdir)
-  if not workdir.is_dir():
+  workdir = workdir_path(workdir)
+  try:
+    exists = workdir.is_dir()
+  except ImportError as e:  # etils.epath needs gcsfs (or TensorFlow) for gs:// paths
+    raise ArtjaxError(f"workdir {str(workdir)!r} cannot be read: {first_line(e)}") from None
+  if not exists:
     raise ArtjaxError(f"workdir {str(workdir)!r} does not exist")
   if not checkpoint_dir(workdir).is_dir():
     raise ArtjaxError(f"workdir {str(workdir)!r} has no checkpoints/ directory (was it trained?)")
   return Reader(workdir)
 
 
-def restore_model(workdir, step: int | None = None):
-  """(config, model items, step) of WORKDIR's checkpoint `step` (default: the latest)."""
+def restore_model(workdir, step: int | None = None, sharding=None):
+  """(config, model items, step) of WORKDIR's checkpoint `step` (default: the latest); `sharding` as in
+  `Reader.restore_model`."""
   with open_for_reading(workdir) as reader:
     step = reader._check_step(step)
-    config, items = reader.restore_model(step)
+    config, items = reader.restore_model(step, sharding)
   return config, items, step
 
 

@@ -93,6 +93,9 @@ def _row_keys(seeds: list, indices: list):
   return keys if padded == n else jax.lax.slice_in_dim(keys, 0, n)
 
 
+SHARD_MIN_SIZE = 2 ** 14  # smaller arrays stay whole on every device of a mesh
+
+
 class Sampler:
   """Samples from one set of weights of one run. Thread-compatible: callers serialize `run` calls."""
 
@@ -114,10 +117,22 @@ class Sampler:
 
   @classmethod
   def from_workdir(cls, workdir, step: int | None = None, ema: bool | None = None, name=None,
-                   max_batch: int = 256):
+                   max_batch: int = 256, mesh=None, shard_min_size: int = SHARD_MIN_SIZE):
     """The checkpoint `step` (default: latest) of WORKDIR. EMA weights when the run keeps them and `ema`
-    is True; `ema=None` follows the run's `config.sample_ema` (default True)."""
-    config, items, step = checkpoint.restore_model(workdir, step)
+    is True; `ema=None` follows the run's `config.sample_ema` (default True).
+
+    `mesh`: a `jax.sharding.Mesh` (e.g. `artjax.train.sharding.make_mesh({'fsdp': 4})`) to hold the
+    weights split over its devices instead of whole on one: every array of at least `shard_min_size`
+    elements is split along its largest dimension that all the mesh's devices divide (restored straight
+    into place), and XLA gathers what each sampling step needs.
+    """
+    place = None
+    if mesh is not None:
+      from artjax.train.sharding import shape_rule
+
+      place = lambda shape: jax.sharding.NamedSharding(  # noqa: E731
+          mesh, shape_rule(shape, mesh, tuple(mesh.axis_names), shard_min_size))
+    config, items, step = checkpoint.restore_model(workdir, step, place)
     method = methods.build(config)
     use_ema = bool(prefer_ema(config, ema) and items.get("ema_params") is not None)
     params = checkpoint.sampling_params(items["params"], items["ema_params"] if use_ema else None)

@@ -23,6 +23,8 @@ from artjax.sampling import define_option_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+_MESH = flags.DEFINE_string("mesh", "", "Hold the weights split over a device mesh, e.g. 'fsdp=8' (sizes multiply to the "
+                            "device count); default: whole on one device.")
 _NUM = flags.DEFINE_integer("num", None, "Number of samples (rows, with --interpolate); default 64 images, "
                             "1 text.")
 flags.DEFINE_alias("n", "num")
@@ -47,7 +49,12 @@ def main(argv):
   from artjax.inference import Sampler
 
   out = pathlib.Path(_OUT.value)
-  sampler = Sampler.from_workdir(_WORKDIR.value, _STEP.value, _EMA.value)
+  mesh = None
+  if _MESH.value:
+    from artjax.train.sharding import make_mesh, parse_mesh
+
+    mesh = make_mesh(parse_mesh(_MESH.value))
+  sampler = Sampler.from_workdir(_WORKDIR.value, _STEP.value, _EMA.value, mesh=mesh)
   options = _OPTIONS()
   num = _NUM.value or sampler.method.default_num_samples
   if _INTERPOLATE.value:

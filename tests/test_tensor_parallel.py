@@ -18,9 +18,9 @@ WORKER = str(ROOT / "tests" / "workers" / "tp_step.py")
 TP_MESHES = ("data=2,tensor=2", "fsdp=2,tensor=2")
 
 
-def run_meshes(out, config, meshes, *sets):
+def run_meshes(out, config, meshes, *sets, extra=()):
   p = subprocess.run([sys.executable, WORKER, "--config", config, "--out", str(out), "--meshes", "1", *meshes,
-                      "--set", *sets], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                      *extra, "--set", *sets], cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert p.returncode == 0, p.stderr[-3000:]
   return {m: np.load(out / f"{m}.npz") for m in ("1", *meshes)}
 
@@ -55,10 +55,16 @@ def test_transformer_tensor_and_fsdp_parallel_match_one_device(tmp_path):
   assert str(recs["fsdp=2,tensor=2"]["spec/['block0']['fc']['kernel']"]).endswith("('fsdp', 'tensor')")
 
 
-def test_unet_tensor_and_fsdp_parallel_match_one_device(tmp_path):
+def test_unet_tensor_and_fsdp_parallel_match_one_device_and_samples_on_a_mesh(tmp_path):
   mnist = _mnist(tmp_path / "mnist", np.random.default_rng(0))
   meshes = ("fsdp=2,tensor=2",)  # data x tensor is the Transformer's test; one mesh keeps this one short
-  recs = run_meshes(tmp_path / "out", "configs/diffusion/mnist_ddpm.py", meshes, f"data.dir={mnist}")
+  recs = run_meshes(tmp_path / "out", "configs/diffusion/mnist_ddpm.py", meshes, f"data.dir={mnist}",
+                    extra=("--sample_mesh", "fsdp=4"))
+  # Sampling from a checkpoint restored onto a 4-device mesh: the weights split, the same images.
+  sampled = np.load(tmp_path / "out" / "sampled.npz")
+  assert any("fsdp" in str(s) for s in sampled["specs"]), sampled["specs"]
+  np.testing.assert_allclose(sampled["many"], sampled["one"], atol=2e-4)
+  assert sampled["one"].std() > 0
   for mesh in meshes:
     rec = recs[mesh]
     assert_same_step(recs["1"], rec)

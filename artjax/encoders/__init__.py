@@ -86,8 +86,11 @@ def default_suffix(kind: str) -> str:
 
 
 def write(samples, path, **kwargs) -> pathlib.Path:
-  """Writes `samples` to `path`; the suffix picks the format (an ArtjaxError lists the known ones)."""
-  path = pathlib.Path(path)
+  """Writes `samples` to `path` (local or gs://...); the suffix picks the format (an ArtjaxError lists the
+  known ones)."""
+  from artjax.checkpoint import workdir_path
+
+  path = workdir_path(path)
   enc = encoder(samples.kind)
   fmt = enc.suffixes.get(path.suffix)
   if fmt is None:

@@ -63,6 +63,8 @@ def build_parser():
                  help="Generated samples + tokens per minute per key (0: unlimited).")
   p.add_argument("--max-concurrency", type=int, default=64, help="Requests in flight at once (then 503).")
   p.add_argument("--max-batch", type=int, default=32, help="Samples per coalesced compiled call.")
+  p.add_argument("--mesh", default="", help="Hold each model's weights split over a device mesh, e.g. "
+                 "'fsdp=8' (all 8 devices; sizes multiply to the device count). Default: whole on one device.")
   p.add_argument("--max-wait-ms", type=float, default=20.0, help="Longest wait for more requests to batch with "
                  "(the wait is a fifth of the model's recent sampling time, at most this; queued ones always join).")
   p.add_argument("--max-n", type=int, default=16)
@@ -127,7 +129,12 @@ def serve(argv) -> int:
   def loader():
     from artjax.inference import Sampler
 
-    return {name: Sampler.from_workdir(workdir, step, name=name, max_batch=args.max_batch)
+    mesh = None
+    if args.mesh:
+      from artjax.train.sharding import make_mesh, parse_mesh
+
+      mesh = make_mesh(parse_mesh(args.mesh))
+    return {name: Sampler.from_workdir(workdir, step, name=name, max_batch=args.max_batch, mesh=mesh)
             for name, workdir, step in specs}
 
   server = Server(loader, settings, keystore=keystore, content_filter=content_filter,

@@ -3,7 +3,6 @@
 import contextlib
 import functools
 import json
-import pathlib
 import signal
 import threading
 import time
@@ -20,6 +19,7 @@ from artjax.errors import ArtjaxError
 from artjax.eval import split as split_eval
 from artjax.train import sharding
 from artjax.inference import Sampler, prefer_ema
+from artjax.checkpoint import workdir_path
 from artjax.train.checkpoint import Checkpointer, config_to_dict
 from artjax.train.state import create_boxed, sampling_params, train_step
 from artjax.train.writer import MetricWriter
@@ -33,6 +33,7 @@ class Preemption:
 
   def __init__(self):
     self.requested = False
+    self.agreed = False  # some process received SIGTERM (multi-process: known at agreement steps)
     self._previous = None
     if threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
@@ -42,12 +43,14 @@ class Preemption:
 
   def should_stop(self, step: int) -> bool:
     if jax.process_count() == 1:
-      return self.requested
+      self.agreed = self.requested
+      return self.agreed
     if step % 10:  # Agreeing across hosts is a collective: only every 10 steps.
       return False
     from jax.experimental import multihost_utils
 
-    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+    self.agreed = bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+    return self.agreed
 
   def restore(self):
     if self._previous is not None:
@@ -71,7 +74,7 @@ class Trainer:
     # The source fills in what it derives (a text vocabulary); a resumed run keeps the stored one.
     config = data.prepare(with_absolute_data_paths(config), stored_data(workdir))
     self.config = config
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = workdir_path(workdir)  # gs://... stays a URL (etils.epath); local: pathlib
     self.method = methods.build(config)
     self.mesh = sharding.make_mesh(config.get("mesh"), devices)
     data_size = sharding.batch_size_divisor(self.mesh)
@@ -240,16 +243,16 @@ class Trainer:
           saved = step
         if preemption.should_stop(step):
           break
-      if preemption.requested:
+      if preemption.requested or preemption.agreed:  # process 0 may not have received it itself
         _print(f"SIGTERM: saving step {step} and exiting")
       if step != saved:
         ckpt.save(step, state, cfg)
       ckpt.wait()
     finally:
       bar.close()
-      preemption.restore()
       writer.close()
-      ckpt.close()
+      ckpt.close()  # waits for the last save: SIGTERM must still only set the flag until it is done
+      preemption.restore()
     wall = time.perf_counter() - start_time
     _print(f"done at step {step} in {wall:.1f}s wall (compile {compile_sec:.1f}s); workdir {self.workdir}")
     return state

@@ -81,6 +81,17 @@ def make_mesh(mesh_cfg=None, devices=None) -> jax.sharding.Mesh:
   return jax.make_mesh(tuple(sizes[a] for a in AXES), AXES, axis_types=auto, devices=devices)
 
 
+def parse_mesh(text: str) -> dict:
+  """'fsdp=4,tensor=2' -> {'fsdp': 4, 'tensor': 2} (the CLIs' --mesh); ArtjaxError naming a bad entry."""
+  out = {}
+  for part in filter(None, (p.strip() for p in text.split(","))):
+    name, _, size = part.partition("=")
+    if name not in AXES and name != "model" or not size.lstrip("-").isdigit():
+      raise ArtjaxError(f"--mesh entries are AXIS=SIZE with AXIS in {', '.join(AXES)}, got {part!r}")
+    out[name] = int(size)
+  return out
+
+
 def batch_sharding(mesh) -> NamedSharding:
   """Examples split over every batch axis of the mesh (data x fsdp)."""
   return NamedSharding(mesh, P(BATCH_AXES))

@@ -1,24 +1,25 @@
 """Metric logging on process 0: JSON lines, TensorBoard event files and a loss-curve PNG."""
 
 import json
-import pathlib
 
 import jax
 import numpy as np
+
+from artjax.checkpoint import workdir_path
 
 
 class MetricWriter:
   """Writes scalars to WORKDIR/metrics.jsonl and WORKDIR/tensorboard/ (no-op on other processes)."""
 
   def __init__(self, workdir):
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = workdir_path(workdir)  # local, or gs://... through etils.epath
     self.active = jax.process_index() == 0
     self._tb = None
     if self.active:
       from tensorboardX import SummaryWriter
 
       self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
-      self._file = open(self.workdir / "metrics.jsonl", "a")
+      self._file = (self.workdir / "metrics.jsonl").open("a")
 
   def write(self, step: int, scalars: dict):
     if not self.active:
@@ -38,7 +39,8 @@ class MetricWriter:
 
 def plot_metrics(jsonl_path, png_path, skip=("steps_per_sec", "examples_per_sec", "compile_sec")):
   """One small panel per scalar against step."""
-  rows = [json.loads(line) for line in open(jsonl_path) if line.strip()]
+  with workdir_path(jsonl_path).open() as f:
+    rows = [json.loads(line) for line in f if line.strip()]
   # After a kill -9 and resume, steps since the last checkpoint are logged twice: keep the latest.
   rows = list({(r["step"], tuple(sorted(r))): r for r in rows}.values())
   rows.sort(key=lambda r: r["step"])
@@ -61,5 +63,6 @@ def plot_metrics(jsonl_path, png_path, skip=("steps_per_sec", "examples_per_sec"
   for ax in list(axes.flat)[len(keys):]:
     ax.axis("off")
   fig.tight_layout()
-  fig.savefig(png_path, dpi=90)
+  with workdir_path(png_path).open("wb") as f:
+    fig.savefig(f, format="png", dpi=90)
   plt.close(fig)

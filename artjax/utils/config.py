@@ -35,7 +35,7 @@ def with_absolute_data_paths(config):
   with config.unlocked():
     for key in ("dir", "path", "tfds_data_dir"):
       value = config.data.get(key, "")
-      if value:
+      if value and "://" not in value:  # gs://... is already absolute; pathlib would mangle it
         config.data[key] = str(pathlib.Path(value).expanduser().absolute())
   config.lock()
   return config

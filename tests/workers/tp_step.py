@@ -19,6 +19,7 @@ p.add_argument("--out", required=True)
 p.add_argument("--meshes", nargs="+", required=True)
 p.add_argument("--set", nargs="*", default=[])
 p.add_argument("--strategy", default="logical")
+p.add_argument("--sample_mesh", default="", help="also restore a checkpoint onto this 4-device mesh and sample")
 args = p.parse_args()
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 
@@ -60,3 +61,25 @@ for mesh_arg in args.meshes:
   record.update({f"metric/{k}": np.asarray(v) for k, v in jax.device_get(metrics).items()})
   np.savez(out / f"{mesh_arg}.npz", **record)
   print("mesh", mesh_arg, dict(trainer.mesh.shape), "devices", n, flush=True)
+
+if args.sample_mesh:
+  # Train-side checkpoint of the 1-device run, restored onto a mesh for sampling: same samples, weights split.
+  from artjax.inference import Sampler
+  from artjax.train import sharding as sh
+  from artjax.train.checkpoint import Checkpointer
+
+  config = smoke_config(f"{args.config}:smoke", **overrides)
+  workdir = tempfile.mkdtemp()
+  trainer = Trainer(config, workdir, devices=jax.devices()[:1])
+  ckpt = Checkpointer(workdir)
+  ckpt.save(0, trainer.init_state(), config)
+  ckpt.wait()
+  ckpt.close()
+  one = Sampler.from_workdir(workdir).sample(2, seed=0)
+  mesh = sh.make_mesh(sh.parse_mesh(args.sample_mesh), jax.devices()[:4])
+  split = Sampler.from_workdir(workdir, mesh=mesh, shard_min_size=64)
+  many = split.sample(2, seed=0)
+  specs = sorted({str(a.sharding.spec) for a in jax.tree.leaves(split.params)})
+  np.savez(out / "sampled.npz", one=np.asarray(one.items, np.float32), many=np.asarray(many.items, np.float32),
+           specs=np.array(specs))
+  print("sampled on", dict(mesh.shape), specs, flush=True)
