@@ -25,6 +25,13 @@ def pytest_configure(config):
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  # Tiny models: XLA's compile time dominates, and most of it is optimisation passes that change no maths.
+  # Off for this process and (by the environment) every subprocess; ARTJAX_TEST_XLA_OPT=1 keeps them.
+  if os.environ.get("ARTJAX_TEST_XLA_OPT") != "1" and "JAX_DISABLE_MOST_OPTIMIZATIONS" not in os.environ:
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+    import jax
+
+    jax.config.update("jax_disable_most_optimizations", True)
 
 
 def pytest_unconfigure(config):
@@ -68,11 +75,17 @@ def mnist_dir():
   return d
 
 
+def scaled_timeout(seconds: float) -> float:
+  """A subprocess time-out, times ARTJAX_TEST_TIMEOUT_SCALE (slower machines: e.g. 3)."""
+  return seconds * float(os.environ.get("ARTJAX_TEST_TIMEOUT_SCALE", "1"))
+
+
 def run_cli(*args, env=None, timeout=300, check=False):
-  """Runs `python -m ...` from the project root; returns the CompletedProcess (text)."""
+  """Runs `python -m ...` from the project root; returns the CompletedProcess (text). On time-out the
+  child is killed (subprocess.run does) and the test fails with TimeoutExpired."""
   full_env = {**os.environ, **(env or {})}
   proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True,
-                        text=True, timeout=timeout)
+                        text=True, timeout=scaled_timeout(timeout))
   if check and proc.returncode != 0:
     raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
   return proc
