@@ -18,6 +18,8 @@ split by output, the projections by input); `remat` recomputes activations in th
 ('none', 'dots': keep only weight matmul outputs, 'full': keep only block inputs); `scan_layers`
 runs the blocks as one `nn.scan` (one compiled block instead of `num_layers`: faster compiles; the
 parameters are stacked under `blocks` with a leading `layers` axis, so it is a different tree).
+`mlp_layout` 'auto' holds the MLP's hidden activations hidden-major on the CPU backend only
+(artjax.models.cpu_layers: same parameters and function, no transposing GELU-backward fusion on XLA:CPU).
 """
 
 import math
@@ -27,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from artjax.errors import ArtjaxError
-from artjax.models import MODELS
+from artjax.models import MODELS, cpu_layers
 from artjax.models.layers import named
 
 REMAT_POLICIES = {  # model.remat -> what the backward pass may keep (None: everything, no remat)
@@ -104,6 +106,7 @@ class Block(nn.Module):
   proj_init_std: float
   dtype: jnp.dtype
   attention: str = "auto"
+  mlp_layout: str = "auto"
 
   @nn.compact
   def __call__(self, x, positions, cache=None, train=False):
@@ -112,11 +115,13 @@ class Block(nn.Module):
                                    self.dtype, self.attention, name="attn")(ln("ln1")(x), positions, cache, train)
     x = x + y
     c = x.shape[-1]
-    dense = lambda n, std, names, name: nn.Dense(  # noqa: E731
-        n, use_bias=self.use_bias, dtype=self.dtype, name=name, kernel_init=named(nn.initializers.normal(std), *names),
-        bias_init=named(nn.initializers.zeros_init(), names[1]))
-    y = dense(self.mlp_ratio * c, 0.02, ("embed", "mlp"), "fc")(ln("ln2")(x))
-    y = dense(c, self.proj_init_std, ("mlp", "embed"), "fc_proj")(nn.gelu(y))
+    init = lambda std, *names: named(nn.initializers.normal(std), *names)  # noqa: E731
+    zeros = lambda name: named(nn.initializers.zeros_init(), name)  # noqa: E731
+    # Parameters fc / fc_proj as the nn.Dense pair this replaces (same tree, names and initialisers).
+    y = cpu_layers.mlp(ln("ln2")(x), self.mlp_ratio * c, use_bias=self.use_bias, dtype=self.dtype,
+                       fc_init=init(0.02, "embed", "mlp"), proj_init=init(self.proj_init_std, "mlp", "embed"),
+                       fc_bias_init=zeros("mlp"), proj_bias_init=zeros("embed"),
+                       layout=cpu_layers.cpu_layout(self.mlp_layout))
     x = x + nn.Dropout(self.dropout)(y, deterministic=not train)
     return nn.with_logical_constraint(x, ("batch", "length", "embed")), cache
 
@@ -139,6 +144,7 @@ class Transformer(nn.Module):
   input_size: int = 0  # 0: token ids; > 0: vectors of this size (piano-roll frames)
   remat: str = "none"  # 'none' | 'dots' | 'full' (see the module docstring)
   scan_layers: bool = False
+  mlp_layout: str = "auto"  # 'auto' (hidden-major on CPU, else standard) | 'standard' | 'hidden_major'
 
   def setup(self):
     if self.positions not in ("learned", "rotary"):
@@ -165,7 +171,7 @@ class Transformer(nn.Module):
       block = nn.remat(Block, policy=REMAT_POLICIES[self.remat], prevent_cse=not self.scan_layers,
                        static_argnums=(4,))
     args = (self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rotary", self.use_bias, proj_std,
-            jnp.dtype(self.dtype), self.attention)
+            jnp.dtype(self.dtype), self.attention, self.mlp_layout)
     if self.scan_layers:
       self.blocks = block(*args, name="blocks")
     else:

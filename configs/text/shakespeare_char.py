@@ -3,6 +3,9 @@ r"""nanoGPT's CPU run of char-level tiny Shakespeare, exactly: 4 layers, 4 heads
   python -m artjax.train --config configs/text/shakespeare_char.py --workdir runs/shakespeare_char \
       --config.data.path=/path/to/tiny_shakespeare/input.txt
 
+(Timing against nanoGPT: `--config.eval_batches=20` estimates val loss from 20 batches as nanoGPT does;
+the default scores the whole split, ~3 s per evaluation on a 2-core CPU, 9 evaluations per run.)
+
 nanoGPT (README, "I only have a macbook"): `train.py config/train_shakespeare_char.py --device=cpu
 --compile=False --eval_iters=20 --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0` reaches val loss ~1.88 in ~3 min.
