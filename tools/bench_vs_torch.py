@@ -1,8 +1,8 @@
 r"""artjax against PyTorch on this machine, in one run: the same workload timed in alternating rounds.
 
   python tools/bench_vs_torch.py --torch_python /work/torchvenv/bin/python \
-      [--models dcgan,gpt,conv_fwd,conv_wgrad] [--rounds 5] [--mnist_dir /work/shared/data/mnist] \
-      [--text_path /work/shared/data/tiny_shakespeare/input.txt] [--xla_flags '--xla_...'] \
+      [--models dcgan,gpt,conv_fwd,conv_wgrad] [--rounds 5] [--mnist_dir ../shared/data/mnist] \
+      [--text_path ../shared/data/tiny_shakespeare/input.txt] [--xla_flags '--xla_...'] \
       [--set key=value ...] [--conv_impl xla|im2col|wgrad] [--torch_threads N] [--quiet_cores 0.3] [--json f]
 
 Workloads (artjax side in this process, PyTorch side in a subprocess of --torch_python, which must have
@@ -34,6 +34,7 @@ import argparse
 import importlib.util
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -52,8 +53,9 @@ def parse_args():
   p.add_argument("--models", default="dcgan,gpt,conv_fwd,conv_wgrad")
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--steps", default="dcgan=5,gpt=20,conv_fwd=10,conv_wgrad=10", help="steps per round")
-  p.add_argument("--mnist_dir", default="/work/shared/data/mnist")
-  p.add_argument("--text_path", default="/work/shared/data/tiny_shakespeare/input.txt")
+  shared = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
+  p.add_argument("--mnist_dir", default=str(shared / "mnist"))
+  p.add_argument("--text_path", default=str(shared / "tiny_shakespeare" / "input.txt"))
   p.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS (before jax initialises)")
   p.add_argument("--set", action="append", default=[], help="artjax config override key=value (repeatable)")
   p.add_argument("--conv_impl", default="xla", help="conv_* workloads on the artjax side: xla | im2col")
