@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from artjax.errors import ArtjaxError
 from artjax.models import cpu_conv, cpu_layers
 
 def _close(a, b):
@@ -123,7 +124,7 @@ def test_mlp_layout_choice_is_keyed_on_the_backend(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda b=backend: b)
     assert cpu_layers.cpu_layout("auto") == "standard"
   assert cpu_layers.cpu_layout("standard") == "standard"
-  with pytest.raises(ValueError):
+  with pytest.raises(ArtjaxError, match="model.mlp_layout"):
     cpu_layers.cpu_layout("fast")
 
 

@@ -18,13 +18,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from artjax.errors import ArtjaxError
+
 
 def cpu_layout(setting: str = "auto") -> str:
   """'auto' -> 'hidden_major' on the CPU backend, 'standard' elsewhere; 'standard' / 'hidden_major' as given."""
   if setting == "auto":
     return "hidden_major" if jax.default_backend() == "cpu" else "standard"
   if setting not in ("standard", "hidden_major"):
-    raise ValueError(f"mlp layout {setting!r}: use 'auto', 'standard' or 'hidden_major'")
+    raise ArtjaxError(f"model.mlp_layout must be 'auto', 'standard' or 'hidden_major', not {setting!r}")
   return setting
 
 
