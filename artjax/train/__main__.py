@@ -66,10 +66,15 @@ def distributed_kwargs(coordinator_address, num_processes, process_id, distribut
 def initialize_distributed(kwargs: dict, init_timeout: int, heartbeat_timeout: int, shutdown_timeout: int):
   import jax
 
+  import inspect
+
+  timeouts = {"initialization_timeout": init_timeout, "heartbeat_timeout_seconds": heartbeat_timeout,
+              "shutdown_timeout_seconds": shutdown_timeout}
+  params = inspect.signature(jax.distributed.initialize).parameters  # names of jax 0.10; a later JAX may move them
+  if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    timeouts = {k: v for k, v in timeouts.items() if k in params}
   try:
-    jax.distributed.initialize(**kwargs, initialization_timeout=init_timeout,
-                               heartbeat_timeout_seconds=heartbeat_timeout,
-                               shutdown_timeout_seconds=shutdown_timeout)
+    jax.distributed.initialize(**kwargs, **timeouts)
   except Exception as e:
     if not kwargs:
       raise errors.ArtjaxError(
