@@ -14,7 +14,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
-from artjax.errors import ArtjaxError
+from artjax.errors import ArtjaxError, first_line  # noqa: F401  (first_line: imported from here too)
 
 
 def config_to_dict(config) -> dict:
@@ -44,11 +44,6 @@ def item_handlers() -> dict:
   # shardings, which fail on a different topology (e.g. sampling on 1 CPU from a multi-host run).
   return {"model": ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
           "config": ocp.JsonCheckpointHandler()}
-
-
-def first_line(e: Exception) -> str:
-  text = str(e).strip()
-  return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
 class Reader:

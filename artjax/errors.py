@@ -10,6 +10,13 @@ class ArtjaxError(Exception):
   """A problem the user can fix (bad config, missing data, bad checkpoint); CLIs print it without a traceback."""
 
 
+def first_line(e: Exception) -> str:
+  """The first line of an exception's message (at most 300 characters), or its type's name: what a
+  one-line error quotes of a library's (often hundreds of lines long) message."""
+  text = str(e).strip()
+  return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
 def _fail(msg: str):
   # We are exiting with a clear message: background threads (Orbax's async I/O after a failed
   # restore) dying now must not bury it under their tracebacks. So stderr is pointed at /dev/null

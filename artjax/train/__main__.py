@@ -36,11 +36,6 @@ _SHUTDOWN = flags.DEFINE_integer("shutdown_timeout", 60, "Multi-process: seconds
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _first_line(e: Exception) -> str:
-  text = str(e).strip()
-  return (text.splitlines()[0] if text else type(e).__name__)[:300]
-
-
 def distributed_kwargs(coordinator_address, num_processes, process_id, distributed) -> dict | None:
   """jax.distributed.initialize() keyword arguments from the flags (None: a single-process run).
 
@@ -80,10 +75,10 @@ def initialize_distributed(kwargs: dict, init_timeout: int, heartbeat_timeout: i
       raise errors.ArtjaxError(
           "--distributed: JAX found no cluster to join (it detects SLURM, Open MPI, Cloud TPU pods and, with "
           "jax[k8s], Kubernetes); pass --coordinator_address, --num_processes and --process_id instead "
-          f"({type(e).__name__}: {_first_line(e)})") from None
+          f"({type(e).__name__}: {errors.first_line(e)})") from None
     raise errors.ArtjaxError(f"could not join the {kwargs['num_processes']}-process run at "
                              f"{kwargs['coordinator_address']} within --init_timeout={init_timeout}s "
-                             f"({type(e).__name__}: {_first_line(e)})") from None
+                             f"({type(e).__name__}: {errors.first_line(e)})") from None
 
 
 def _exit_before_training(signum, frame):
@@ -118,7 +113,7 @@ def main(argv):
 
     raise errors.ArtjaxError(
         f"process {jax.process_index()} of {jax.process_count()} stopped: {type(e).__name__}: "
-        f"{_first_line(e)} (if another process died, see its log; resume by rerunning the same "
+        f"{errors.first_line(e)} (if another process died, see its log; resume by rerunning the same "
         "command)") from None
 
 

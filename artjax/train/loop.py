@@ -15,13 +15,13 @@ from flax.core import meta
 from tqdm.auto import tqdm
 
 from artjax import data, encoders, methods
-from artjax.errors import ArtjaxError
+from artjax.errors import ArtjaxError, first_line
 from artjax.eval import split as split_eval
 from artjax.train import sharding
 from artjax.inference import Sampler, prefer_ema
 from artjax.checkpoint import workdir_path
 from artjax.train.checkpoint import Checkpointer, config_to_dict
-from artjax.train.state import create_boxed, sampling_params, train_step
+from artjax.train.state import create, create_boxed, sampling_params, train_step
 from artjax.train.writer import MetricWriter
 from artjax.utils.config import with_absolute_data_paths
 
@@ -121,15 +121,14 @@ class Trainer:
       self.val_source = data.make_source(config.data, config.data.get("val_split", "val"))
       self._eval_fn = jax.jit(self.method.eval_sums, out_shardings=sharding.replicated(self.mesh))
 
+  def _zero_batch(self):
+    return {k: jnp.zeros(s.shape, s.dtype) for k, s in self.abstract_batch.items()}
+
   def _init(self, rng_data):
-    return meta.unbox(self._init_boxed(rng_data))
+    return create(self.method, rng_data, self._zero_batch(), self.ema_decay)
 
   def _init_boxed(self, rng_data):
-    batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in self.abstract_batch.items()}
-    return create_boxed(self.method, rng_data, batch, self.ema_decay)
-
-  def partitioning(self):
-    return partitioning(self.mesh, self.rules)
+    return create_boxed(self.method, rng_data, self._zero_batch(), self.ema_decay)
 
   def init_state(self):
     """A fresh state, created directly in its sharded layout."""
@@ -141,7 +140,7 @@ class Trainer:
   def compile(self, state):
     """AOT-compiles the train step; returns (compiled, seconds)."""
     t = time.perf_counter()
-    with self.partitioning():
+    with partitioning(self.mesh, self.rules):
       compiled = compile_or_explain(self.step_fn.lower(state, self.abstract_batch_sharded()), self.config)
     check_fits(compiled, self.config)
     return compiled, time.perf_counter() - t
@@ -302,10 +301,6 @@ def is_out_of_memory(e: Exception) -> bool:
   return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
 
 
-def _first_line(e: Exception) -> str:
-  return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)[:300]
-
-
 def compile_or_explain(lowered, config):
   """`lowered.compile()`, with XLA's failures (out of memory, unsupported ops) as one-line ArtjaxErrors
   naming the config, instead of XLA's dump."""
@@ -314,8 +309,8 @@ def compile_or_explain(lowered, config):
   except Exception as e:  # XlaRuntimeError / JaxRuntimeError, often hundreds of lines
     if is_out_of_memory(e):
       raise ArtjaxError(f"config {config_name(config)!r}: the train step does not fit in device memory "
-                        f"({_first_line(e)}); {MEMORY_ADVICE}") from None
-    raise ArtjaxError(f"config {config_name(config)!r}: XLA could not compile the train step: {_first_line(e)}") from None
+                        f"({first_line(e)}); {MEMORY_ADVICE}") from None
+    raise ArtjaxError(f"config {config_name(config)!r}: XLA could not compile the train step: {first_line(e)}") from None
 
 
 def out_of_memory_error(e: Exception, compiled, config) -> ArtjaxError:
@@ -323,7 +318,7 @@ def out_of_memory_error(e: Exception, compiled, config) -> ArtjaxError:
   need = memory_needed(compiled).get("peak_bytes")
   needs = f"needs {_gib(need)} per device (XLA's memory analysis)" if need else "does not fit"
   return ArtjaxError(f"config {config_name(config)!r}: out of device memory running the train step, which "
-                     f"{needs} ({_first_line(e)}); {MEMORY_ADVICE}")
+                     f"{needs} ({first_line(e)}); {MEMORY_ADVICE}")
 
 
 def check_fits(compiled, config, devices=None):

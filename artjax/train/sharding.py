@@ -190,12 +190,3 @@ def state_shardings(abstract_state, mesh, shard_cfg=None):
     return NamedSharding(mesh, strategy(names, shape, mesh, rules, min_size))
 
   return jax.tree.map(rule, abstract_state, is_leaf=lambda x: isinstance(x, meta.AxisMetadata))
-
-
-def describe(shardings) -> dict:
-  """{spec string: number of arrays} of a sharding tree: what a run prints about its layout."""
-  out = {}
-  for s in jax.tree.leaves(shardings):
-    key = str(s.spec)
-    out[key] = out.get(key, 0) + 1
-  return out
